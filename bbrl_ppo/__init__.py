@@ -1,0 +1,57 @@
+"""bbrl_ppo: PPO for BBRL users.
+
+Everything a bbrl notebook imports is available from here: bbrl's own classes
+(re-exported, not rewritten) and the helpers bbrl_utils provided.
+"""
+
+from bbrl.agents import Agent, Agents, KWAgentWrapper, TemporalAgent
+from bbrl.utils.functional import gae
+from bbrl.workspace import Workspace
+
+from bbrl_ppo.algo import EpisodicAlgo, RLBase, iter_episodes, iter_partial_episodes
+from bbrl_ppo.checkpoint import load_agent, read_checkpoint, save_agent
+from bbrl_ppo.config import register_resolvers
+from bbrl_ppo.critics import VAgent
+from bbrl_ppo.env_agent import VectorGymAgent, make_env
+from bbrl_ppo.logger import Logger
+from bbrl_ppo.networks import (
+    build_mlp,
+    build_ortho_mlp,
+    copy_parameters,
+    ortho_init,
+    setup_optimizer,
+)
+from bbrl_ppo.notebook import setup_tensorboard
+from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
+
+register_resolvers()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "Agents",
+    "DiscretePolicy",
+    "EpisodicAlgo",
+    "GaussianPolicy",
+    "KWAgentWrapper",
+    "Logger",
+    "RLBase",
+    "TemporalAgent",
+    "VAgent",
+    "VectorGymAgent",
+    "Workspace",
+    "build_mlp",
+    "build_ortho_mlp",
+    "copy_parameters",
+    "gae",
+    "iter_episodes",
+    "iter_partial_episodes",
+    "load_agent",
+    "make_env",
+    "ortho_init",
+    "read_checkpoint",
+    "save_agent",
+    "setup_optimizer",
+    "setup_tensorboard",
+]

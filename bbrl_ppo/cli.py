@@ -1,0 +1,72 @@
+"""The ``bbrl-ppo`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bbrl_ppo.replay import REPLAY_SEED, replay
+
+
+def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int) -> None:
+    parser.add_argument("run_dir", help="a run directory holding best_agent.pt (or the file)")
+    parser.add_argument(
+        "--episodes", type=int, default=default_episodes, help="episodes to play side by side"
+    )
+    parser.add_argument("--seed", type=int, default=REPLAY_SEED, help="seed of the first env")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bbrl-ppo", description="PPO for BBRL users: train, replay and evaluate agents."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    smoke = commands.add_parser(
+        "smoke",
+        help="check the installation: run the framework core end to end with an untrained policy",
+    )
+    smoke.add_argument("--env", default="CartPole-v1", help="gymnasium env id")
+    smoke.add_argument("--steps", type=int, default=2000, help="env steps to collect")
+
+    play = commands.add_parser("play", help="replay a saved agent, print its returns")
+    _add_replay_arguments(play, default_episodes=1)
+    play.add_argument("--video", help="also write one episode as an mp4 here")
+
+    evaluate = commands.add_parser("eval", help="evaluate a saved agent over N episodes")
+    _add_replay_arguments(evaluate, default_episodes=10)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "smoke":
+            from bbrl_ppo.smoke import run_smoke
+
+            run_dir = run_smoke(args.env, args.steps)
+            print(f"Results in {run_dir} (evals.csv, best_agent.pt, best_agent.mp4, tensorboard)")
+        elif args.command in ("play", "eval"):
+            result = replay(
+                args.run_dir,
+                episodes=args.episodes,
+                seed=args.seed,
+                video=getattr(args, "video", None),
+            )
+            print(
+                f"{args.episodes} episode(s): return mean {result.mean:.2f}, std {result.std:.2f}"
+            )
+            if result.video is not None:
+                print(f"Video written to {result.video}")
+    except (ValueError, FileNotFoundError) as error:
+        print(f"bbrl-ppo: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bbrl-ppo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Critic agents: they read ``env/env_obs`` and write ``{prefix}v_values``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from bbrl.agents import Agent
+
+from bbrl_ppo.checkpoint import RecordsInitArgs
+from bbrl_ppo.networks import build_ortho_mlp
+from bbrl_ppo.policies import make_activation
+
+
+class VAgent(RecordsInitArgs, Agent):
+    """A state-value critic V(s), written as ``{prefix}v_values`` with shape (B,)."""
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden_layers: Sequence[int],
+        name: str = "critic",
+        *,
+        activation: str = "relu",
+    ):
+        super().__init__(name)
+        self.is_q_function = False
+        self.model = build_ortho_mlp(
+            [state_dim, *hidden_layers, 1], make_activation(activation), output_std=1.0
+        )
+
+    def value(self, observation: torch.Tensor) -> torch.Tensor:
+        """V(s) for observations of shape (..., obs_dim), returned with shape (...)."""
+        return self.model(observation).squeeze(-1)
+
+    def forward(self, t: int, **kwargs) -> None:
+        observation = self.get(("env/env_obs", t))
+        self.set((f"{self.prefix}v_values", t), self.value(observation))

@@ -1,0 +1,65 @@
+"""The algorithm's logger: a tensorboard writer chosen by ``cfg.logger.classname``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from bbrl import instantiate_class
+from omegaconf import DictConfig, OmegaConf
+
+DEFAULT_LOGGER = {
+    "classname": "bbrl.utils.logger.TFLogger",
+    "cache_size": 10000,
+    "every_n_seconds": 10,
+    "verbose": False,
+}
+
+
+class Logger:
+    """Wraps the configured writer with the notebooks' logging helpers.
+
+    Tensors are turned into floats first: bbrl's `TFLogger` silently drops
+    anything that is not a Python number from tensorboard.
+    """
+
+    def __init__(self, logger_cfg: DictConfig | dict | None, log_dir: str | Path):
+        arguments: dict[str, Any] = dict(DEFAULT_LOGGER)
+        if logger_cfg:
+            arguments.update(
+                OmegaConf.to_container(logger_cfg, resolve=True)
+                if isinstance(logger_cfg, DictConfig)
+                else dict(logger_cfg)
+            )
+        arguments["log_dir"] = str(log_dir)
+        self.log_dir = Path(log_dir)
+        self.logger = instantiate_class(arguments)
+
+    def add_log(self, name: str, value: float | torch.Tensor, step: int) -> None:
+        """Record scalar `value` under `name` at env step `step`."""
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().mean().item()
+        self.logger.add_scalar(name, float(value), int(step))
+
+    def log_losses(self, critic_loss, entropy_loss, actor_loss, step: int) -> None:
+        self.add_log("critic_loss", critic_loss, step)
+        self.add_log("entropy_loss", entropy_loss, step)
+        self.add_log("actor_loss", actor_loss, step)
+
+    def log_reward_losses(self, rewards: torch.Tensor, step: int) -> None:
+        """Summary statistics of one evaluation's episode returns."""
+        rewards = torch.as_tensor(rewards, dtype=torch.float32)
+        self.add_log("reward/mean", rewards.mean(), step)
+        self.add_log("reward/std", rewards.std() if rewards.numel() > 1 else 0.0, step)
+        self.add_log("reward/min", rewards.min(), step)
+        self.add_log("reward/max", rewards.max(), step)
+        self.add_log("reward/median", rewards.median(), step)
+
+    def flush(self) -> None:
+        flush = getattr(self.logger, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close(self) -> None:
+        self.logger.close()

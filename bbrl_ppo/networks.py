@@ -1,0 +1,100 @@
+"""Network builders and parameter utilities with the names bbrl notebooks use."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from bbrl import get_arguments, get_class
+from torch import nn
+
+
+def build_mlp(
+    sizes: Sequence[int], activation: nn.Module, output_activation: nn.Module | None = None
+) -> nn.Sequential:
+    """A multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]`` with default init.
+
+    `activation` follows every hidden layer; `output_activation` (identity by
+    default) follows the last one.
+    """
+    return _mlp(sizes, activation, output_activation, init=None)
+
+
+def ortho_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights of gain `std` and constant bias: PPO's initialization.
+
+    Orthogonal init keeps activations' scale through ReLU/tanh layers; the
+    gain sqrt(2) suits hidden layers (see "The 37 implementation details of PPO",
+    detail 2).
+    """
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def build_ortho_mlp(
+    sizes: Sequence[int],
+    activation: nn.Module,
+    output_activation: nn.Module | None = None,
+    *,
+    output_std: float = math.sqrt(2),
+) -> nn.Sequential:
+    """Like `build_mlp`, with every layer orthogonally initialized.
+
+    Hidden layers get gain sqrt(2); the output layer gets `output_std` (PPO uses
+    0.01 for a policy head so that the initial policy is close to uniform, and 1
+    for a value head).
+    """
+    return _mlp(sizes, activation, output_activation, init=output_std)
+
+
+def _mlp(sizes, activation, output_activation, init: float | None) -> nn.Sequential:
+    sizes = [int(size) for size in sizes]
+    if len(sizes) < 2:
+        raise ValueError(f"An MLP needs at least an input and an output size, got {sizes}")
+    layers: list[nn.Module] = []
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        is_last = index == len(sizes) - 2
+        linear = nn.Linear(n_in, n_out)
+        if init is not None:
+            ortho_init(linear, std=init if is_last else math.sqrt(2))
+        layers.append(linear)
+        if not is_last:
+            layers.append(activation)
+        elif output_activation is not None:
+            layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+def setup_optimizer(cfg_optimizer, *agents: nn.Module) -> torch.optim.Optimizer:
+    """Build the optimizer named by ``cfg_optimizer.classname`` over the agents' parameters.
+
+    The other keys of `cfg_optimizer` (``lr``, ``eps``...) are the optimizer's
+    keyword arguments, the bbrl ``classname`` convention.
+    """
+    optimizer_class = get_class(cfg_optimizer)
+    arguments = get_arguments(cfg_optimizer)
+    parameters = [p for agent in agents for p in agent.parameters()]
+    return optimizer_class(parameters, **arguments)
+
+
+@torch.no_grad()
+def copy_parameters(source: nn.Module, target: nn.Module) -> None:
+    """Copy the parameters (and buffers) of `source` into `target`, in place.
+
+    Used to refresh the old policy/critic after an update; in place so that an
+    agent already wrapped in a `TemporalAgent` sees the new values.
+    """
+    _copy_all(source.parameters(), target.parameters(), "parameters")
+    _copy_all(source.buffers(), target.buffers(), "buffers")
+
+
+def _copy_all(sources: Iterable[torch.Tensor], targets: Iterable[torch.Tensor], what: str):
+    sources, targets = list(sources), list(targets)
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"Cannot copy {what}: the source has {len(sources)}, the target {len(targets)}"
+        )
+    for source, target in zip(sources, targets, strict=True):
+        target.copy_(source)

@@ -1,0 +1,151 @@
+"""Policy agents: they read ``env/env_obs`` and write ``action`` (or log-probs).
+
+Keyword arguments of `forward`, as in the bbrl notebooks:
+
+- ``stochastic`` (default True): sample the action; False takes the most likely
+  action (the deterministic evaluation policy).
+- ``predict_proba``: instead of acting, write ``{prefix}logprob_predict``, the
+  log-probability of the ``action`` already in the workspace (PPO's ratio).
+- ``compute_entropy``: also write ``{prefix}entropy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from bbrl.agents import Agent
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from bbrl_ppo.checkpoint import RecordsInitArgs
+from bbrl_ppo.networks import build_ortho_mlp
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """The activation module for a name (names keep checkpoints plain data)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(
+            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+class StochasticPolicy(RecordsInitArgs, Agent):
+    """The workspace I/O shared by policies; subclasses define `dist`."""
+
+    def dist(self, observation: torch.Tensor) -> Distribution:
+        """The action distribution for a batch of observations, shape (B, obs_dim)."""
+        raise NotImplementedError(f"{type(self).__name__} must define dist()")
+
+    def best_action(self, distribution: Distribution) -> torch.Tensor:
+        """The action a deterministic policy takes."""
+        raise NotImplementedError(f"{type(self).__name__} must define best_action()")
+
+    def forward(
+        self,
+        t: int,
+        *,
+        stochastic: bool = True,
+        predict_proba: bool = False,
+        compute_entropy: bool = False,
+        **kwargs,
+    ) -> None:
+        observation = self.get(("env/env_obs", t))
+        distribution = self.dist(observation)
+        if predict_proba:
+            action = self.get(("action", t))
+            self.set((f"{self.prefix}logprob_predict", t), distribution.log_prob(action))
+        else:
+            action = distribution.sample() if stochastic else self.best_action(distribution)
+            self.set(("action", t), action)
+        if compute_entropy:
+            self.set((f"{self.prefix}entropy", t), distribution.entropy())
+
+
+class DiscretePolicy(StochasticPolicy):
+    """A categorical policy over `n_actions` actions.
+
+    Log-probabilities come from the logits (`Categorical(logits=...)` normalizes
+    them with log-softmax), never from ``probs.log()``, which underflows to
+    -inf once a probability rounds to 0.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden_size: Sequence[int],
+        n_actions: int,
+        name: str = "policy",
+        *,
+        activation: str = "relu",
+    ):
+        super().__init__(name=name)
+        self.model = build_ortho_mlp(
+            [state_dim, *hidden_size, n_actions], make_activation(activation), output_std=0.01
+        )
+
+    def dist(self, observation: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.model(observation))
+
+    def best_action(self, distribution: Categorical) -> torch.Tensor:
+        return distribution.logits.argmax(dim=-1)
+
+
+class GaussianPolicy(StochasticPolicy):
+    """A diagonal Gaussian policy for continuous actions.
+
+    By default the log-std is a learned vector independent of the state (PPO's
+    usual choice: exploration shrinks as a whole as learning goes); with
+    ``state_dependent_std=True`` a second head predicts it, clamped to
+    `log_std_bounds` to keep the density finite. The action is not squashed: the
+    env agent clips it to the action bounds when stepping, and the workspace keeps
+    the sampled value, whose log-probability PPO needs.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden_size: Sequence[int],
+        action_dim: int,
+        name: str = "policy",
+        *,
+        activation: str = "tanh",
+        state_dependent_std: bool = False,
+        init_log_std: float = 0.0,
+        log_std_bounds: Sequence[float] = (-20.0, 2.0),
+    ):
+        super().__init__(name=name)
+        self.state_dependent_std = state_dependent_std
+        self.log_std_bounds = (float(log_std_bounds[0]), float(log_std_bounds[1]))
+        self.model = build_ortho_mlp(
+            [state_dim, *hidden_size, action_dim], make_activation(activation), output_std=0.01
+        )
+        if state_dependent_std:
+            self.log_std_head = build_ortho_mlp(
+                [state_dim, *hidden_size, action_dim], make_activation(activation), output_std=0.01
+            )
+            nn.init.constant_(self.log_std_head[-1].bias, init_log_std)
+        else:
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+
+    def dist(self, observation: torch.Tensor) -> Independent:
+        mean = self.model(observation)
+        if self.state_dependent_std:
+            log_std = self.log_std_head(observation).clamp(*self.log_std_bounds)
+        else:
+            log_std = self.log_std.expand_as(mean)
+        # Independent sums log-probs and entropies over action dimensions.
+        return Independent(Normal(mean, log_std.exp()), 1)
+
+    def best_action(self, distribution: Independent) -> torch.Tensor:
+        return distribution.mean

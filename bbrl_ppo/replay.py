@@ -1,0 +1,90 @@
+"""Replaying a saved agent: returns over fresh episodes, and an optional video."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from bbrl.agents import Agents, TemporalAgent
+from bbrl.workspace import Workspace
+
+from bbrl_ppo.algo import BEST_AGENT_FILE
+from bbrl_ppo.checkpoint import load_agent, read_checkpoint
+from bbrl_ppo.env_agent import VectorGymAgent
+from bbrl_ppo.video import headless_rendering, record_episode, write_video
+
+#: Seeds for replays, away from the training and evaluation seeds.
+REPLAY_SEED = 2_000_003
+
+
+@dataclass
+class ReplayResult:
+    returns: torch.Tensor
+    video: Path | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std()) if self.returns.numel() > 1 else 0.0
+
+
+def checkpoint_path(run_or_file: str | Path) -> Path:
+    """Accept a run directory (holding ``best_agent.pt``) or the checkpoint itself."""
+    path = Path(run_or_file)
+    if path.is_dir():
+        path = path / BEST_AGENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No {BEST_AGENT_FILE} in {run_or_file}: train with save_best: true first"
+        )
+    return path
+
+
+def replay(
+    run_or_file: str | Path,
+    episodes: int = 10,
+    seed: int = REPLAY_SEED,
+    video: str | Path | None = None,
+) -> ReplayResult:
+    """Play `episodes` full episodes with the saved agent, side by side.
+
+    With `video`, one more episode is rendered and written there as an mp4.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    path = checkpoint_path(run_or_file)
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get("env_wrappers"):
+        print(
+            "Warning: the run used env wrappers "
+            f"{checkpoint['env_wrappers']}, which cannot be restored from a checkpoint"
+        )
+    policy = load_agent(path)
+    env_name, env_args = checkpoint["env_name"], checkpoint.get("env_args") or {}
+
+    env_agent = VectorGymAgent(env_name, episodes, env_args=env_args, autoreset=False, seed=seed)
+    try:
+        workspace = Workspace()
+        with torch.inference_mode():
+            TemporalAgent(Agents(env_agent, policy))(workspace, t=0, stop_variable="env/done")
+        returns = workspace.get("env/cumulated_reward", workspace.time_size() - 1).clone()
+    finally:
+        env_agent.close()
+
+    video_path = None
+    if video is not None:
+        headless_rendering()
+        render_agent = VectorGymAgent(
+            env_name, 1, env_args=env_args, autoreset=False, seed=seed, render_mode="rgb_array"
+        )
+        try:
+            frames, _ = record_episode(render_agent, policy)
+            fps = render_agent.envs.metadata.get("render_fps") or 30
+        finally:
+            render_agent.close()
+        video_path = write_video(frames, video, fps=int(fps))
+    return ReplayResult(returns=returns, video=video_path)
