@@ -28,9 +28,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from bbrl.agents import Agent
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+from bbrl_ppo.episode_tracker import ENV_VARIABLES, EpisodeTracker
+from bbrl_ppo.workspace_io import StepWriter, read_step
 
 #: Offset between the seeds of training and evaluation envs, so that evaluation
 #: episodes never replay the training episodes' initial states.
@@ -143,12 +145,17 @@ class VectorGymAgent(Agent):
             make_env, env_name, env_args=env_args, wrappers=tuple(wrappers), render_mode=render_mode
         )
         vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+        # copy=False: the tracker copies observations into tensors it owns, so the
+        # vector env's own defensive deepcopy would be a second copy.
         self.envs: VectorEnv = vector_class(
-            [env_fn] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP
+            [env_fn] * num_envs, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP
         )
-        self._obs_to_float = np.issubdtype(self.observation_space.dtype, np.floating)
+        # bbrl's layout: float observations as float32, others as int64.
+        floating = np.issubdtype(self.observation_space.dtype, np.floating)
+        obs_dtype = np.dtype(np.float32 if floating else np.int64)
+        self._tracker = EpisodeTracker(num_envs, autoreset=autoreset, obs_dtype=obs_dtype)
+        self._writer = StepWriter([output_string + key for key in ENV_VARIABLES])
         self._clip_actions = isinstance(self.action_space, gym.spaces.Box)
-        self._reset_state()
 
     # -- the bbrl GymAgent interface --------------------------------------------------
     def seed(self, seed: int | Sequence[int]) -> VectorGymAgent:
@@ -179,79 +186,37 @@ class VectorGymAgent(Agent):
         return isinstance(self.observation_space, gym.spaces.Discrete)
 
     # -- stepping ----------------------------------------------------------------------
+    def __call__(self, workspace, **kwargs) -> None:
+        # Same as bbrl's Agent.__call__, without nn.Module.__setattr__'s cost
+        # (two calls a step; `workspace` is a plain attribute either way).
+        self.__dict__["workspace"] = workspace
+        try:
+            self.forward(**kwargs)
+        finally:
+            self.__dict__["workspace"] = None
+
     def forward(self, t: int, **kwargs) -> None:
         if t == 0:
-            frame = self._reset()
+            seeds, self._seeds = self._seeds, None
+            observations, _ = self.envs.reset(seed=seeds)
+            frame = self._tracker.reset(observations)
         else:
-            frame = self._step(self._read_actions(t - 1))
-        for key, value in frame.items():
-            self.workspace.set(self.output + key, t, value)
-
-    def _reset_state(self) -> None:
-        self._cumulated_reward = np.zeros(self.num_envs, dtype=np.float64)
-        self._timestep = np.zeros(self.num_envs, dtype=np.int64)
-        self._done = np.zeros(self.num_envs, dtype=bool)
-        self._final_frame: dict[str, torch.Tensor] | None = None
-
-    def _reset(self) -> dict[str, torch.Tensor]:
-        seeds, self._seeds = self._seeds, None
-        obs, _ = self.envs.reset(seed=seeds)
-        self._reset_state()
-        zeros = np.zeros(self.num_envs, dtype=bool)
-        return self._frame(obs, np.zeros(self.num_envs, dtype=np.float32), zeros, zeros)
-
-    def _step(self, actions: np.ndarray) -> dict[str, torch.Tensor]:
-        was_done = self._done
-        obs, reward, terminated, truncated, _ = self.envs.step(actions)
-        if self.autoreset:
-            # Gymnasium's next-step auto-reset: an env done at t-1 was reset by
-            # this call (reward 0, flags False), so its counters restart.
-            self._timestep = np.where(was_done, 0, self._timestep + 1)
-            self._cumulated_reward = np.where(was_done, 0.0, self._cumulated_reward) + reward
-            return self._frame(obs, reward, terminated, truncated)
-
-        self._timestep = np.where(was_done, self._timestep, self._timestep + 1)
-        self._cumulated_reward = np.where(
-            was_done, self._cumulated_reward, self._cumulated_reward + reward
-        )
-        frame = self._frame(obs, np.where(was_done, 0.0, reward), terminated, truncated)
-        if was_done.any():
-            # A finished env repeats its final frame (reward 0) until all are done.
-            keep = torch.from_numpy(was_done)
-            for key in ("env_obs", "terminated", "truncated", "done"):
-                mask = keep.view(-1, *([1] * (frame[key].dim() - 1)))
-                frame[key] = torch.where(mask, self._final_frame[key], frame[key])
-        self._final_frame = frame
-        self._done = frame["done"].numpy().copy()
-        return frame
-
-    def _frame(self, obs, reward, terminated, truncated) -> dict[str, torch.Tensor]:
-        terminated = np.asarray(terminated, dtype=bool)
-        truncated = np.asarray(truncated, dtype=bool)
-        done = terminated | truncated
-        if self.autoreset:
-            self._done = done
-        observation = torch.from_numpy(np.asarray(obs))
-        observation = observation.float() if self._obs_to_float else observation.long()
-        return {
-            "env_obs": observation,
-            "terminated": torch.from_numpy(terminated),
-            "truncated": torch.from_numpy(truncated),
-            "done": torch.from_numpy(done),
-            "reward": torch.from_numpy(np.asarray(reward, dtype=np.float32)),
-            "cumulated_reward": torch.from_numpy(self._cumulated_reward.astype(np.float32)),
-            "timestep": torch.from_numpy(self._timestep.copy()),
-        }
+            step = self.envs.step(self._read_actions(t - 1))
+            frame = self._tracker.step(*step[:4])
+        self._writer.write(self.workspace, t, frame)
 
     def _read_actions(self, t: int) -> np.ndarray:
-        action = self.workspace.get(self.input, t)
-        if action.dim() == 0 or action.shape[0] != self.num_envs:
+        action = read_step(self.workspace, self.input, t)
+        try:
+            actions = action.numpy()
+        except (RuntimeError, TypeError):  # requires grad, or not on the CPU
+            actions = action.detach().cpu().numpy()
+        if actions.ndim == 0 or actions.shape[0] != self.num_envs:
             raise ValueError(
-                f"The action batch at t={t} has shape {tuple(action.shape)}, but "
+                f"The action batch at t={t} has shape {tuple(actions.shape)}, but "
                 f"{self.num_envs} environments need one action each (first dimension "
                 f"{self.num_envs})."
             )
-        actions = action.detach().cpu().numpy()
         if self._clip_actions:
             # The workspace keeps the sampled action (PPO needs its log-prob);
             # only the env sees it clipped to its bounds.

@@ -1,0 +1,120 @@
+"""Env steps per second with random actions: ours vs bbrl's agent vs a raw gymnasium loop.
+
+Usage: python benchmarks/env_throughput.py [--steps 4000] [--repeats 5] [--envs 8 32]
+
+Pins itself to the last core with one torch thread (core 0 also runs the
+machine's services), alternates the three contenders, and prints the median
+steps/s of each with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from functools import partial
+
+import gymnasium as gym
+import torch
+from bbrl.agents import Agent, Agents, TemporalAgent
+from bbrl.agents.gymnasium import ParallelGymAgent
+from bbrl.agents.gymnasium import make_env as bbrl_make_env
+from bbrl.workspace import Workspace
+
+from bbrl_ppo import VectorGymAgent
+
+ENV_NAME = "CartPole-v1"
+#: Steps per workspace, as a rollout of a PPO run would hold.
+CHUNK = 128
+
+
+class RandomDiscreteAgent(Agent):
+    def __init__(self, n_envs: int, n_actions: int):
+        super().__init__()
+        self.n_envs, self.n_actions = n_envs, n_actions
+
+    def forward(self, t: int, **kwargs) -> None:
+        self.set(("action", t), torch.randint(0, self.n_actions, (self.n_envs,)))
+
+
+def workspace_rollouts(env_agent: Agent, n_envs: int, total_steps: int) -> float:
+    """Steps/s of `env_agent` driven by a random policy, in workspaces of CHUNK steps."""
+    agent = TemporalAgent(Agents(env_agent, RandomDiscreteAgent(n_envs, 2)))
+    workspace = Workspace()
+    agent(workspace, t=0, n_steps=CHUNK)  # warm-up and first reset, not timed
+    steps = 0
+    start = time.perf_counter()
+    while steps < total_steps:
+        workspace.copy_n_last_steps(1)
+        agent(workspace, t=1, n_steps=CHUNK - 1)
+        steps += (CHUNK - 1) * n_envs
+    return steps / (time.perf_counter() - start)
+
+
+def ours(n_envs: int, total_steps: int) -> float:
+    env_agent = VectorGymAgent(ENV_NAME, n_envs, seed=0)
+    return workspace_rollouts(env_agent, n_envs, total_steps)
+
+
+def bbrl(n_envs: int, total_steps: int) -> float:
+    env_agent = ParallelGymAgent(partial(bbrl_make_env, ENV_NAME, autoreset=True), n_envs).seed(0)
+    return workspace_rollouts(env_agent, n_envs, total_steps)
+
+
+def raw_gymnasium(n_envs: int, total_steps: int) -> float:
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_NAME)] * n_envs)
+    envs.reset(seed=0)
+    steps = 0
+    start = time.perf_counter()
+    while steps < total_steps:
+        # Same action source as the agents' (torch.randint), so that the ratios
+        # measure the workspace agents' overhead and nothing else.
+        envs.step(torch.randint(0, 2, (n_envs,)).numpy())
+        steps += n_envs
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return steps / elapsed
+
+
+def pin_to_last_core() -> int:
+    last = os.cpu_count() - 1
+    os.sched_setaffinity(0, {last})
+    torch.set_num_threads(1)
+    return last
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per measurement")
+    parser.add_argument("--repeats", type=int, default=11, help="alternated rounds")
+    parser.add_argument("--envs", type=int, nargs="+", default=[8, 32])
+    args = parser.parse_args()
+    core = pin_to_last_core()
+    contenders = {
+        "bbrl_ppo VectorGymAgent": ours,
+        "bbrl ParallelGymAgent": bbrl,
+        "raw gymnasium SyncVectorEnv": raw_gymnasium,
+    }
+    print(
+        f"{ENV_NAME}, random actions, core {core}, 1 torch thread, {args.repeats} alternated "
+        f"rounds of {args.steps:,} steps: median steps/s, and median of the per-round ratios"
+    )
+    header = f"{'n_envs':>6} | {'contender':<28} | {'steps/s':>9} | {'ours / it':>9}"
+    print(header)
+    print("-" * len(header))
+    for n_envs in args.envs:
+        rates: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.repeats):
+            for name, measure in contenders.items():
+                rates[name].append(measure(n_envs, args.steps))
+        ours_rates = rates["bbrl_ppo VectorGymAgent"]
+        for name, values in rates.items():
+            # Ratios within a round compare runs seconds apart: machine speed drifts
+            # more than that between rounds.
+            ratio = statistics.median(o / v for o, v in zip(ours_rates, values, strict=True))
+            print(f"{n_envs:>6} | {name:<28} | {statistics.median(values):>9,.0f} | {ratio:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
