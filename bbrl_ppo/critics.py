@@ -9,7 +9,7 @@ from bbrl.agents import Agent
 
 from bbrl_ppo.checkpoint import RecordsInitArgs
 from bbrl_ppo.networks import build_ortho_mlp
-from bbrl_ppo.policies import make_activation
+from bbrl_ppo.policies import make_activation, make_normalizer
 
 
 class VAgent(RecordsInitArgs, Agent):
@@ -22,16 +22,19 @@ class VAgent(RecordsInitArgs, Agent):
         name: str = "critic",
         *,
         activation: str = "relu",
+        normalize_observations: bool = False,
+        observation_clip: float = 10.0,
     ):
         super().__init__(name)
         self.is_q_function = False
+        self.obs_normalizer = make_normalizer(state_dim, normalize_observations, observation_clip)
         self.model = build_ortho_mlp(
             [state_dim, *hidden_layers, 1], make_activation(activation), output_std=1.0
         )
 
     def value(self, observation: torch.Tensor) -> torch.Tensor:
         """V(s) for observations of shape (..., obs_dim), returned with shape (...)."""
-        return self.model(observation).squeeze(-1)
+        return self.model(self.obs_normalizer(observation)).squeeze(-1)
 
     def forward(self, t: int, **kwargs) -> None:
         observation = self.get(("env/env_obs", t))

@@ -20,6 +20,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from bbrl_ppo.checkpoint import RecordsInitArgs
 from bbrl_ppo.networks import build_ortho_mlp
+from bbrl_ppo.normalizers import ObservationNormalizer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -40,12 +41,21 @@ def make_activation(name: str) -> nn.Module:
         ) from None
 
 
+def make_normalizer(size: int, normalize: bool, clip: float) -> nn.Module:
+    """A running observation normalizer, or the identity when normalization is off."""
+    return ObservationNormalizer(size, clip=clip) if normalize else nn.Identity()
+
+
 class StochasticPolicy(RecordsInitArgs, Agent):
     """The workspace I/O shared by policies; subclasses define `dist`."""
 
     def dist(self, observation: torch.Tensor) -> Distribution:
-        """The action distribution for a batch of observations, shape (B, obs_dim)."""
+        """The action distribution for a batch of observations, shape (..., obs_dim)."""
         raise NotImplementedError(f"{type(self).__name__} must define dist()")
+
+    def log_prob(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(action | observation), computed from logits / log-densities."""
+        return self.dist(observation).log_prob(action)
 
     def best_action(self, distribution: Distribution) -> torch.Tensor:
         """The action a deterministic policy takes."""
@@ -88,14 +98,17 @@ class DiscretePolicy(StochasticPolicy):
         name: str = "policy",
         *,
         activation: str = "relu",
+        normalize_observations: bool = False,
+        observation_clip: float = 10.0,
     ):
         super().__init__(name=name)
+        self.obs_normalizer = make_normalizer(state_dim, normalize_observations, observation_clip)
         self.model = build_ortho_mlp(
             [state_dim, *hidden_size, n_actions], make_activation(activation), output_std=0.01
         )
 
     def dist(self, observation: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.model(observation))
+        return Categorical(logits=self.model(self.obs_normalizer(observation)))
 
     def best_action(self, distribution: Categorical) -> torch.Tensor:
         return distribution.logits.argmax(dim=-1)
@@ -123,8 +136,11 @@ class GaussianPolicy(StochasticPolicy):
         state_dependent_std: bool = False,
         init_log_std: float = 0.0,
         log_std_bounds: Sequence[float] = (-20.0, 2.0),
+        normalize_observations: bool = False,
+        observation_clip: float = 10.0,
     ):
         super().__init__(name=name)
+        self.obs_normalizer = make_normalizer(state_dim, normalize_observations, observation_clip)
         self.state_dependent_std = state_dependent_std
         self.log_std_bounds = (float(log_std_bounds[0]), float(log_std_bounds[1]))
         self.model = build_ortho_mlp(
@@ -139,6 +155,7 @@ class GaussianPolicy(StochasticPolicy):
             self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     def dist(self, observation: torch.Tensor) -> Independent:
+        observation = self.obs_normalizer(observation)
         mean = self.model(observation)
         if self.state_dependent_std:
             log_std = self.log_std_head(observation).clamp(*self.log_std_bounds)

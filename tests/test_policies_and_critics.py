@@ -118,4 +118,6 @@ def test_policies_record_their_constructor_arguments():
         "n_actions": 2,
         "name": "policy",
         "activation": "tanh",
+        "normalize_observations": False,
+        "observation_clip": 10.0,
     }

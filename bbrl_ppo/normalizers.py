@@ -1,0 +1,94 @@
+"""Running statistics that live inside agents, so a saved agent replays as trained.
+
+Observation normalization and reward scaling matter for continuous control
+("The 37 implementation details of PPO", details 4 and 5 of the continuous list).
+Kept as torch buffers: they travel in ``state_dict()``, hence in ``best_agent.pt``,
+and `copy_parameters` copies them to the old policy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningMeanStd(nn.Module):
+    """Mean and variance of everything seen so far, merged batch by batch.
+
+    Uses the parallel-variance formula (Chan et al. 1979), exact for any batch
+    split, in float64 so that millions of updates do not drift.
+    """
+
+    def __init__(self, shape: tuple[int, ...] | int = ()):
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        """Merge a batch of shape (N, *shape)."""
+        batch = batch.detach().to(torch.float64).reshape(-1, *self.mean.shape)
+        if batch.shape[0] == 0:
+            return
+        batch_mean = batch.mean(0)
+        batch_var = batch.var(0, unbiased=False)
+        batch_count = batch.shape[0]
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        self.mean += delta * batch_count / total
+        merged = self.var * self.count + batch_var * batch_count
+        self.var.copy_((merged + delta**2 * self.count * batch_count / total) / total)
+        self.count.copy_(total)
+
+
+class ObservationNormalizer(nn.Module):
+    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)`` with running statistics.
+
+    Frozen while acting and learning; the algorithm calls `update` once per
+    rollout, so a rollout is normalized with one set of statistics throughout.
+    """
+
+    def __init__(self, size: int, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.stats = RunningMeanStd(size)
+        self.clip = clip
+        self.eps = eps
+
+    def update(self, observations: torch.Tensor) -> None:
+        self.stats.update(observations)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        mean = self.stats.mean.to(observations.dtype)
+        std = (self.stats.var + self.eps).sqrt().to(observations.dtype)
+        return ((observations - mean) / std).clamp(-self.clip, self.clip)
+
+
+class RewardScaler(nn.Module):
+    """Divides rewards by the running std of the discounted return (no centering).
+
+    As in OpenAI baselines' VecNormalize: keeps the critic's targets near unit
+    scale whatever the env's reward scale, without changing the optimal policy.
+    """
+
+    def __init__(self, num_envs: int, discount_factor: float, eps: float = 1e-8):
+        super().__init__()
+        self.stats = RunningMeanStd(())
+        self.discount_factor = discount_factor
+        self.eps = eps
+        self.register_buffer("returns", torch.zeros(num_envs, dtype=torch.float64))
+
+    @torch.no_grad()
+    def scale(self, rewards: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """Update the statistics with a (T, B) rollout and return its scaled rewards.
+
+        ``starts[t]`` marks steps whose reward begins a new return (reset steps).
+        """
+        for t in range(rewards.shape[0]):
+            self.returns = torch.where(
+                starts[t], torch.zeros_like(self.returns), self.returns * self.discount_factor
+            ) + rewards[t].to(torch.float64)
+            self.stats.update(self.returns)
+        std = (self.stats.var + self.eps).sqrt()
+        return (rewards.to(torch.float64) / std).to(rewards.dtype)
