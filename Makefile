@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/bbrl-ppo smoke
+	$(BIN)/bbrl-ppo train $(CONFIG)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

@@ -96,6 +96,9 @@ class RLBase:
             seed=self.cfg.algorithm.seed + EVAL_SEED_OFFSET,
         )
 
+        #: Collect rollouts with gradients on (bbrl_utils' behaviour, which some
+        #: notebooks rely on); algorithms that recompute what they need set it off.
+        self.collect_with_grad = True
         self.nb_steps = 0
         self.epoch = 0
         self.last_eval_step = 0
@@ -283,13 +286,13 @@ class RLBase:
             disable=not self.cfg.get("progress_bar", True),
         )
 
+    def progress_fields(self) -> dict[str, str]:
+        """What the progress bar shows besides env steps and steps/s."""
+        return {"last_eval": f"{self.last_eval_reward:.1f}", "best_eval": f"{self.best_reward:.1f}"}
+
     def _show_progress(self, bar: tqdm, new_steps: int) -> None:
         bar.update(new_steps)
-        bar.set_postfix(
-            last_eval=f"{self.last_eval_reward:.1f}",
-            best_eval=f"{self.best_reward:.1f}",
-            refresh=False,
-        )
+        bar.set_postfix(self.progress_fields(), refresh=False)
 
 
 class EpisodicAlgo(RLBase):
@@ -345,12 +348,13 @@ class EpisodicAlgo(RLBase):
         try:
             self.epoch = 0
             while self._budget_left():
-                if self.epoch == 0:
-                    self.train_agent(workspace, t=0, n_steps=n_steps)
-                else:
-                    workspace.zero_grad()
-                    workspace.copy_n_last_steps(1)
-                    self.train_agent(workspace, t=1, n_steps=n_steps - 1)
+                with torch.set_grad_enabled(self.collect_with_grad):
+                    if self.epoch == 0:
+                        self.train_agent(workspace, t=0, n_steps=n_steps)
+                    else:
+                        workspace.zero_grad()
+                        workspace.copy_n_last_steps(1)
+                        self.train_agent(workspace, t=1, n_steps=n_steps - 1)
                 new_steps = count_transitions(workspace.get_full("env/done"))
                 self.nb_steps += new_steps
                 yield workspace
@@ -377,7 +381,8 @@ class EpisodicAlgo(RLBase):
             self.epoch = 0
             while self._budget_left():
                 workspace = Workspace()
-                self.train_agent(workspace, t=0, stop_variable="env/done")
+                with torch.set_grad_enabled(self.collect_with_grad):
+                    self.train_agent(workspace, t=0, stop_variable="env/done")
                 new_steps = count_transitions(workspace.get_full("env/done"))
                 self.nb_steps += new_steps
                 yield workspace

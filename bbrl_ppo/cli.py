@@ -23,6 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    train = commands.add_parser(
+        "train", help="train PPO from a YAML config, with key=value overrides"
+    )
+    train.add_argument("config", help="a YAML file, e.g. configs/cartpole.yaml")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. algorithm.seed=3 algorithm.max_steps=20000",
+    )
+
     smoke = commands.add_parser(
         "smoke",
         help="check the installation: run the framework core end to end with an untrained policy",
@@ -42,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "smoke":
+        if args.command == "train":
+            from bbrl_ppo.training import train_from_file
+
+            train_from_file(args.config, args.overrides)
+        elif args.command == "smoke":
             from bbrl_ppo.smoke import run_smoke
 
             run_dir = run_smoke(args.env, args.steps)

@@ -71,10 +71,13 @@ def setup_optimizer(cfg_optimizer, *agents: nn.Module) -> torch.optim.Optimizer:
     """Build the optimizer named by ``cfg_optimizer.classname`` over the agents' parameters.
 
     The other keys of `cfg_optimizer` (``lr``, ``eps``...) are the optimizer's
-    keyword arguments, the bbrl ``classname`` convention.
+    keyword arguments, the bbrl ``classname`` convention; null ones are left out.
     """
     optimizer_class = get_class(cfg_optimizer)
-    arguments = get_arguments(cfg_optimizer)
+    # Unset options (null in the config) keep the optimizer's own defaults.
+    arguments = {
+        key: value for key, value in get_arguments(cfg_optimizer).items() if value is not None
+    }
     parameters = [p for agent in agents for p in agent.parameters()]
     return optimizer_class(parameters, **arguments)
 

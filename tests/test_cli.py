@@ -40,3 +40,35 @@ def test_unknown_command_exits_non_zero():
     with pytest.raises(SystemExit) as exit_info:
         main(["fly"])
     assert exit_info.value.code != 0
+
+
+def test_train_with_overrides_then_play(capsys, request):
+    config = request.config.rootpath / "configs" / "cartpole.yaml"
+    code = main(
+        [
+            "train",
+            str(config),
+            "algorithm.max_steps=600",
+            "algorithm.eval_interval=300",
+            "algorithm.nb_evals=2",
+            "progress_bar=false",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    run_dir = out.split("Run directory: ")[1].splitlines()[0]
+    assert "best evaluation mean" in out
+    assert main(["eval", run_dir, "--episodes", "2"]) == 0
+
+
+def test_train_with_a_typo_prints_one_line_and_exits_non_zero(capsys, request):
+    config = request.config.rootpath / "configs" / "cartpole.yaml"
+    assert main(["train", str(config), "algorithm.n_env=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'algorithm.n_envs'" in err
+    assert "Traceback" not in err
+
+
+def test_train_with_a_missing_config_file(capsys):
+    assert main(["train", "no/such.yaml"]) == 2
+    assert "No config file" in capsys.readouterr().err

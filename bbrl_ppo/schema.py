@@ -1,0 +1,232 @@
+"""The typed configuration of PPO runs, checked before anything starts.
+
+YAML -> `validate_config` -> a typed omegaconf object -> constructors. An unknown
+key, a wrong type or an out-of-range value fails with one `ConfigError` line that
+names the key and what is allowed (with a close match for typos).
+
+Extending the configuration on purpose (in a notebook, say):
+
+- put free-form keys under ``extra:`` (never checked), e.g. ``extra.my_coef: 0.3``;
+- or subclass `PPOConfig` / `AlgorithmConfig` with your own typed fields and pass
+  ``validate_config(cfg, schema=MyConfig)`` (or set ``MyAlgo.config_schema``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any
+
+from omegaconf import MISSING as REQUIRED
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from bbrl_ppo.config import register_resolvers
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line."""
+
+
+def _check(predicate: Callable[[Any], bool], allowed: str) -> dict[str, Any]:
+    return {"check": predicate, "allowed": allowed}
+
+
+def positive() -> dict[str, Any]:
+    return _check(lambda v: v > 0, "a number > 0")
+
+
+def at_least(minimum: int) -> dict[str, Any]:
+    return _check(lambda v: v >= minimum, f"an integer >= {minimum}")
+
+
+def one_of(*choices: str) -> dict[str, Any]:
+    return _check(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
+def _optional(spec: dict[str, Any]) -> dict[str, Any]:
+    return _check(lambda v: v is None or spec["check"](v), f"null or {spec['allowed']}")
+
+
+@dataclass
+class GymEnvConfig:
+    #: A gymnasium id, or "my_module:MyEnv-v0" for a user's env.
+    env_name: str = REQUIRED
+    #: Keyword arguments of gymnasium.make.
+    env_args: dict[str, Any] = field(default_factory=dict)
+    #: "sync" (one process) or "async" (one subprocess per env).
+    vectorization: str = field(default="sync", metadata=one_of("sync", "async"))
+
+
+@dataclass
+class ArchitectureConfig:
+    actor_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
+    critic_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = field(default="tanh", metadata=one_of("tanh", "relu", "elu", "gelu", "silu"))
+
+
+@dataclass
+class AlgorithmConfig:
+    #: ppo_clip (clipped surrogate) or ppo_kl (adaptive KL penalty).
+    variant: str = field(default="ppo_clip", metadata=one_of("ppo_clip", "ppo_kl"))
+    seed: int = 1
+    n_envs: int = field(default=8, metadata=at_least(1))
+    #: New transitions per env per rollout (the workspace holds n_steps + 1 steps).
+    n_steps: int = field(default=32, metadata=at_least(1))
+    #: Budget in env steps and/or rollouts; at least one must be set.
+    max_steps: int | None = field(default=None, metadata=_optional(at_least(1)))
+    max_epochs: int | None = field(default=None, metadata=_optional(at_least(1)))
+    #: Evaluate every eval_interval env steps, over nb_evals episodes.
+    eval_interval: int = field(default=2048, metadata=at_least(1))
+    nb_evals: int = field(default=10, metadata=at_least(1))
+    #: Stop once an evaluation mean reaches this (the best agent is saved).
+    stop_at_reward: float | None = None
+    discount_factor: float = field(
+        default=0.99, metadata=_check(lambda v: 0 < v <= 1, "a number in (0, 1]")
+    )
+    #: GAE's lambda.
+    gae: float = field(default=0.95, metadata=_check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
+    opt_epochs: int = field(default=10, metadata=at_least(1))
+    #: Minibatch size (at most n_envs * n_steps).
+    batch_size: int = field(default=64, metadata=at_least(1))
+    clip_range: float = field(default=0.2, metadata=positive())
+    #: Clip the critic's move around its old values (null: no clipping).
+    clip_range_vf: float | None = field(default=None, metadata=_optional(positive()))
+    anneal_lr: bool = False
+    anneal_clip_range: bool = False
+    normalize_advantage: bool = True
+    entropy_coef: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    policy_coef: float = field(default=1.0, metadata=positive())
+    critic_coef: float = field(default=0.5, metadata=positive())
+    max_grad_norm: float = field(default=0.5, metadata=positive())
+    #: Stop the update when a minibatch's approx. KL exceeds 1.5 * target_kl.
+    target_kl: float | None = field(default=None, metadata=_optional(positive()))
+    #: ppo_kl: the KL target d_targ and the initial penalty coefficient beta.
+    kl_target: float = field(default=0.01, metadata=positive())
+    kl_coef: float = field(default=1.0, metadata=positive())
+    #: DiscretePolicy or GaussianPolicy (null: chosen from the action space).
+    policy_type: str | None = field(
+        default=None, metadata=_optional(one_of("DiscretePolicy", "GaussianPolicy"))
+    )
+    normalize_observations: bool = False
+    normalize_rewards: bool = False
+    observation_clip: float = field(default=10.0, metadata=positive())
+    state_dependent_std: bool = False
+    init_log_std: float = 0.0
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+
+
+@dataclass
+class OptimizerConfig:
+    classname: str = "torch.optim.Adam"
+    lr: float = field(default=3e-4, metadata=positive())
+    #: Adam's epsilon: 1e-5 rather than torch's 1e-8 (the PPO implementations' value).
+    eps: float = field(default=1e-5, metadata=positive())
+    weight_decay: float | None = field(
+        default=None, metadata=_optional(_check(lambda v: v >= 0, "a number >= 0"))
+    )
+
+
+@dataclass
+class PPOConfig:
+    base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
+    save_best: bool = True
+    progress_bar: bool = True
+    collect_stats: bool = False
+    #: The writer (classname) and its keyword arguments.
+    logger: dict[str, Any] = field(
+        default_factory=lambda: {"classname": "bbrl.utils.logger.TFLogger", "every_n_seconds": 10}
+    )
+    gym_env: GymEnvConfig = field(default_factory=GymEnvConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    #: Free-form keys for users' own extensions; never checked.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_config(cfg: Any, schema: type = PPOConfig) -> DictConfig:
+    """Merge `cfg` into `schema`'s defaults and check every value; raise `ConfigError`."""
+    register_resolvers()
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    except ConfigKeyError as error:
+        raise ConfigError(_unknown_key_message(error, schema)) from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(_type_message(error)) from None
+    _check_values(merged, schema, prefix="")
+    _check_consistency(merged)
+    return merged
+
+
+def _unknown_key_message(error: ConfigKeyError, schema: type) -> str:
+    full_key = error.full_key or str(error.key)
+    *parents, key = full_key.split(".")
+    node: Any = schema
+    for parent in parents:
+        node = _field_type(node, parent)
+    known = [f.name for f in fields(node)] if is_dataclass(node) else []
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{'.'.join([*parents, close[0]])}'?" if close else ""
+    where = ".".join(parents) or "the top level"
+    return f"Unknown configuration key '{full_key}'{hint} (keys allowed in {where}: " + (
+        ", ".join(known) + ")"
+    )
+
+
+def _type_message(error: OmegaConfBaseException) -> str:
+    first_line = str(error).splitlines()[0]
+    key = getattr(error, "full_key", None)
+    return (
+        f"Invalid value for '{key}': {first_line}"
+        if key
+        else f"Invalid configuration: {first_line}"
+    )
+
+
+def _field_type(schema: type, name: str) -> Any:
+    for item in fields(schema):
+        if item.name == name:
+            if item.default_factory is not MISSING:
+                default = item.default_factory()
+                return type(default) if is_dataclass(default) else None
+            return None
+    return None
+
+
+def _check_values(node: DictConfig, schema: type, prefix: str) -> None:
+    for item in fields(schema):
+        key = f"{prefix}{item.name}"
+        if OmegaConf.is_missing(node, item.name):
+            raise ConfigError(f"Missing value for '{key}'")
+        nested = _field_type(schema, item.name)
+        if nested is not None:
+            _check_values(node[item.name], nested, prefix=f"{key}.")
+            continue
+        spec = item.metadata
+        if "check" not in spec:
+            continue
+        try:
+            value = node[item.name]
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"Invalid value for '{key}': {str(error).splitlines()[0]}") from None
+        is_nan = isinstance(value, float) and math.isnan(value)
+        if is_nan or not spec["check"](value):
+            raise ConfigError(f"Invalid value for '{key}': {value!r}; allowed: {spec['allowed']}")
+
+
+def _check_consistency(cfg: DictConfig) -> None:
+    algorithm = cfg.algorithm
+    if algorithm.max_steps is None and algorithm.max_epochs is None:
+        raise ConfigError(
+            "No budget: set 'algorithm.max_steps' (env steps) and/or 'algorithm.max_epochs'"
+        )
+    rollout = algorithm.n_envs * algorithm.n_steps
+    if algorithm.batch_size > rollout:
+        raise ConfigError(
+            f"Invalid value for 'algorithm.batch_size': {algorithm.batch_size} is larger than "
+            f"a rollout (n_envs * n_steps = {rollout}); allowed: an integer in [1, {rollout}]"
+        )

@@ -1,0 +1,47 @@
+"""Training from a YAML file: what ``bbrl-ppo train`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bbrl_ppo.ppo import ALGORITHMS, PPOClip
+from bbrl_ppo.schema import ConfigError, validate_config
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The validated configuration of a YAML file with ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No config file {path}")
+    cfg = OmegaConf.load(path)
+    malformed = [item for item in overrides if "=" not in item]
+    if malformed:
+        raise ConfigError(f"Overrides must look like key=value, got {malformed[0]!r}")
+    try:
+        cfg.merge_with_dotlist(list(overrides))
+    except Exception as error:  # omegaconf's parse errors carry several lines
+        raise ConfigError(f"Cannot apply overrides: {str(error).splitlines()[0]}") from None
+    return validate_config(cfg)
+
+
+def train_from_file(path: str | Path, overrides: Sequence[str] = ()) -> PPOClip:
+    """Build the configured PPO variant, train it, print where the results are."""
+    cfg = load_config(path, overrides)
+    algo = ALGORITHMS[cfg.algorithm.variant](cfg)
+    print(f"Run directory: {algo.base_dir}")
+    try:
+        algo.run()
+    except KeyboardInterrupt:
+        print("\nInterrupted: what was logged and saved so far stays in the run directory.")
+    finally:
+        algo.close()
+    print(
+        f"Done: {algo.nb_steps} env steps, best evaluation mean {algo.best_reward:.2f}.\n"
+        f"Results in {algo.base_dir}: config.yaml, evals.csv, best_agent.pt, tensorboard events\n"
+        f"  tensorboard --logdir {algo.base_dir}\n"
+        f"  bbrl-ppo play {algo.base_dir} --video {algo.base_dir}/replay.mp4"
+    )
+    return algo

@@ -1,0 +1,57 @@
+"""Running statistics, observation normalization and reward scaling."""
+
+import numpy as np
+import pytest
+import torch
+
+from bbrl_ppo.normalizers import ObservationNormalizer, RewardScaler, RunningMeanStd
+
+
+def test_running_mean_std_matches_numpy_over_all_batches():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 3)) for n in (1, 7, 50, 2)]
+    stats = RunningMeanStd(3)
+    for batch in batches:
+        stats.update(torch.from_numpy(batch))
+    everything = np.concatenate(batches)
+    np.testing.assert_allclose(stats.mean.numpy(), everything.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(stats.var.numpy(), everything.var(0), rtol=1e-10)
+    assert float(stats.count) == len(everything)
+
+
+def test_observation_normalizer_standardizes_and_clips():
+    normalizer = ObservationNormalizer(2, clip=3.0)
+    data = torch.tensor([[0.0, 10.0], [2.0, 30.0]])
+    normalizer.update(data)
+    out = normalizer(torch.tensor([[1.0, 20.0], [100.0, 20.0]]))
+    torch.testing.assert_close(out[0], torch.zeros(2), atol=1e-4, rtol=0)
+    assert float(out[1, 0]) == 3.0
+
+
+def test_normalizer_statistics_travel_in_the_state_dict():
+    normalizer = ObservationNormalizer(2)
+    normalizer.update(torch.randn(10, 2) + 5)
+    state = normalizer.state_dict()
+    assert {"stats.mean", "stats.var", "stats.count"} <= set(state)
+    fresh = ObservationNormalizer(2)
+    fresh.load_state_dict(state)
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(fresh(x), normalizer(x))
+
+
+def test_reward_scaler_divides_by_the_std_of_discounted_returns():
+    gamma = 0.9
+    rewards = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, 0.0], [1.0, 1.0]])
+    starts = torch.tensor([[False, False], [False, True], [False, False], [True, False]])
+    scaler = RewardScaler(num_envs=2, discount_factor=gamma)
+    scaled = scaler.scale(rewards, starts)
+
+    seen, running = [], [0.0, 0.0]
+    for t in range(4):
+        for b in range(2):
+            running[b] = (0.0 if starts[t, b] else running[b] * gamma) + float(rewards[t, b])
+        seen.extend(running)
+    std = np.sqrt(np.var(seen) + 1e-8)
+    torch.testing.assert_close(scaled, rewards / std)
+    assert scaled.dtype == rewards.dtype
+    assert float(scaler.stats.count) == pytest.approx(8)

@@ -1,0 +1,182 @@
+"""PPOClip / PPOPenalty: minibatch coverage, early stopping, annealing, checkpoints."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bbrl_ppo import load_agent
+from bbrl_ppo.ppo import PPOClip, PPOPenalty, minibatch_indices
+from bbrl_ppo.schema import ConfigError
+
+
+def config(env="CartPole-v1", **algorithm):
+    return OmegaConf.create(
+        {
+            "base_dir": "test/ppo_${current_time:}",
+            "progress_bar": False,
+            "gym_env": {"env_name": env},
+            "algorithm": {
+                "seed": 1,
+                "n_envs": 4,
+                "n_steps": 16,
+                "batch_size": 16,
+                "opt_epochs": 3,
+                "max_steps": 256,
+                "eval_interval": 10_000,
+                "nb_evals": 2,
+                **algorithm,
+            },
+        }
+    )
+
+
+def test_minibatch_indices_visit_every_index_exactly_once():
+    for size, batch in [(10, 3), (256, 64), (7, 7), (5, 16)]:
+        seen = torch.cat(list(minibatch_indices(size, batch, torch.Generator().manual_seed(0))))
+        assert sorted(seen.tolist()) == list(range(size))
+
+
+class CountingPPO(PPOClip):
+    """Records which rollout samples each minibatch used."""
+
+    def prepare_rollout(self, workspace):
+        rollout = super().prepare_rollout(workspace)
+        # Tag each transition with its index in the observation's first slot.
+        rollout.observations = rollout.observations.clone()
+        rollout.observations[:, 0] = torch.arange(len(rollout), dtype=torch.float32)
+        self.visits = []
+        self.rollout_size = len(rollout)
+        return rollout
+
+    def train_minibatch(self, batch):
+        self.visits.append(batch.observations[:, 0].long().tolist())
+        return super().train_minibatch(batch)
+
+
+def test_each_epoch_visits_every_valid_transition_exactly_once():
+    algo = CountingPPO(config(max_steps=64, opt_epochs=3, batch_size=16))
+    algo.run()
+    per_epoch = -(-algo.rollout_size // 16)  # minibatches in one pass
+    assert len(algo.visits) == 3 * per_epoch
+    for epoch in range(3):
+        indices = sum(algo.visits[epoch * per_epoch : (epoch + 1) * per_epoch], [])
+        assert sorted(indices) == list(range(algo.rollout_size))
+
+
+def test_target_kl_stops_the_update_before_the_step():
+    algo = PPOClip(config(max_steps=128, target_kl=1e-12, opt_epochs=5))
+    snapshots = []
+    original = algo.train_minibatch
+
+    def recording(batch):
+        snapshots.append([p.clone() for p in algo.train_policy.parameters()])
+        return original(batch)
+
+    algo.train_minibatch = recording
+    algo.run()
+    # The first minibatch of each rollout has ratio 1 (KL 0) and steps; the
+    # second sees KL > 1.5e-12 and stops: two calls per rollout, not 5 epochs' worth.
+    rollouts = algo.epoch
+    assert len(snapshots) == 2 * rollouts
+    assert algo.stopped_early
+
+
+def test_learning_rate_and_clip_range_anneal_linearly():
+    algo = PPOClip(config(max_steps=256, anneal_lr=True, anneal_clip_range=True))
+    rates, clips, steps = [], [], []
+    original = algo.update
+
+    def recording(rollout):
+        metrics = original(rollout)
+        rates.append(algo.learning_rate)
+        clips.append(algo.clip_range)
+        steps.append(algo.nb_steps)
+        return metrics
+
+    algo.update = recording
+    algo.run()
+    steps.insert(0, 0)
+    assert rates[0] == pytest.approx(3e-4) and clips[0] == pytest.approx(0.2)
+    for before, rate, clip in zip(steps, rates, clips, strict=False):
+        assert rate == pytest.approx(3e-4 * (1 - before / 256))
+        assert clip == pytest.approx(0.2 * (1 - before / 256))
+    assert rates[-1] < 3e-4 * 0.3
+
+
+def test_critic_loss_gradients_reach_only_the_critic():
+    algo = PPOClip(config())
+    obs = torch.randn(8, 4)
+    algo.critic_agent.value(obs).sum().backward()
+    assert all(p.grad is None for p in algo.train_policy.parameters())
+    assert any(p.grad is not None for p in algo.critic_agent.parameters())
+
+
+def test_old_agents_follow_the_trained_ones_after_each_update():
+    algo = PPOClip(config(max_steps=128))
+    algo.run()
+    for new, old in zip(algo.train_policy.parameters(), algo.old_policy.parameters(), strict=True):
+        assert torch.equal(new, old)
+    assert not any(p.requires_grad for p in algo.old_policy.parameters())
+
+
+def test_policy_type_that_does_not_fit_the_action_space_is_a_clear_error():
+    with pytest.raises(ValueError, match="use 'GaussianPolicy'"):
+        PPOClip(config(env="Pendulum-v1", policy_type="DiscretePolicy"))
+
+
+def test_bad_config_fails_before_training():
+    with pytest.raises(ConfigError, match="algorithm.clip_range"):
+        PPOClip(config(clip_range=-0.1))
+
+
+def test_penalty_variant_adapts_its_kl_coefficient():
+    algo = PPOPenalty(config(max_steps=128, kl_target=1e-9, kl_coef=1.0))
+    algo.run()
+    # The KL after an update is far above 1.5e-9: beta doubles each update.
+    assert algo.kl_coef == pytest.approx(2.0**algo.epoch)
+
+
+def test_continuous_control_with_normalization_saves_statistics_that_replay():
+    algo = PPOClip(
+        config(
+            env="Pendulum-v1",
+            n_steps=32,
+            batch_size=32,
+            max_steps=512,
+            normalize_observations=True,
+            normalize_rewards=True,
+        )
+    )
+    algo.run()
+    algo.evaluate(force=True)
+    stats = algo.train_policy.obs_normalizer.stats
+    assert float(stats.count) > 0 and not torch.allclose(stats.mean, torch.zeros(3).double())
+    replayed = load_agent(algo.base_dir / "best_agent.pt")
+    obs = torch.randn(5, 3) * 3
+    best = algo.best_policy.wrapped
+    torch.testing.assert_close(replayed.wrapped.dist(obs).mean, best.dist(obs).mean)
+
+
+def test_stop_at_reward_ends_training_with_the_best_agent_saved(capsys):
+    algo = PPOClip(config(max_steps=10_000, eval_interval=64, stop_at_reward=-1e9))
+    algo.run()
+    assert algo.nb_steps < 10_000
+    assert (algo.base_dir / "best_agent.pt").exists()
+    assert "stop_at_reward" in capsys.readouterr().out
+
+
+def test_training_metrics_reach_tensorboard():
+    algo = PPOClip(config(max_steps=256))
+    algo.run()
+    algo.close()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(algo.base_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
+        "train/clip_fraction", "train/explained_variance", "train/learning_rate",
+        "train/steps_per_second", "rollout/episode_return", "rollout/episode_length",
+    }  # fmt: skip
+    assert expected <= tags

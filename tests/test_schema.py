@@ -1,0 +1,87 @@
+"""Config validation: one clear line per mistake, before anything starts."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from bbrl_ppo.schema import ConfigError, validate_config
+from bbrl_ppo.training import load_config
+
+CONFIGS = ["cartpole.yaml", "cartpole_kl.yaml", "lunarlander.yaml", "pendulum.yaml"]
+
+
+@pytest.fixture
+def configs_dir(request):
+    return request.config.rootpath / "configs"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_are_valid(configs_dir, name):
+    cfg = load_config(configs_dir / name)
+    assert cfg.algorithm.max_steps > 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("algorithm.n_env=3", "did you mean 'algorithm.n_envs'"),
+        ("algorithm.n_envs=0", "'algorithm.n_envs': 0; allowed: an integer >= 1"),
+        ("optimizer.lr=-0.001", "'optimizer.lr': -0.001; allowed: a number > 0"),
+        ("algorithm.clip_range=0", "'algorithm.clip_range': 0.0; allowed: a number > 0"),
+        ("algorithm.batch_size=100000", "larger than a rollout"),
+        ("algorithm.n_envs=many", "'algorithm.n_envs'"),
+        ("algorithm.variant=ppo", "one of ppo_clip, ppo_kl"),
+        ("gym_env.vectorisation=async", "did you mean 'gym_env.vectorization'"),
+        ("algorithm.gae=1.5", "a number in [0, 1]"),
+        ("algorithm.max_steps=null", "No budget"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(configs_dir, override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(configs_dir / "cartpole.yaml", [override])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_env_name_is_reported():
+    with pytest.raises(ConfigError, match="Missing value for 'gym_env.env_name'"):
+        validate_config({"algorithm": {"max_steps": 10}})
+
+
+def test_defaults_fill_what_the_user_left_out():
+    cfg = validate_config({"gym_env": {"env_name": "CartPole-v1"}, "algorithm": {"max_steps": 5}})
+    assert cfg.optimizer.eps == 1e-5 and cfg.algorithm.clip_range == 0.2
+
+
+def test_extra_section_is_free_form():
+    cfg = validate_config(
+        {
+            "gym_env": {"env_name": "CartPole-v1"},
+            "algorithm": {"max_steps": 5},
+            "extra": {"my_coef": 0.3, "nested": {"anything": [1, 2]}},
+        }
+    )
+    assert cfg.extra.nested.anything == [1, 2]
+
+
+def test_malformed_override_is_a_config_error(configs_dir):
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(configs_dir / "cartpole.yaml", ["algorithm.seed"])
+
+
+def test_a_subclassed_schema_accepts_new_typed_fields():
+    from dataclasses import dataclass, field
+
+    from bbrl_ppo.schema import AlgorithmConfig, PPOConfig
+
+    @dataclass
+    class MyAlgorithm(AlgorithmConfig):
+        bonus: float = 0.5
+
+    @dataclass
+    class MyConfig(PPOConfig):
+        algorithm: MyAlgorithm = field(default_factory=MyAlgorithm)
+
+    raw = {"gym_env": {"env_name": "CartPole-v1"}, "algorithm": {"max_steps": 5, "bonus": 2}}
+    assert validate_config(OmegaConf.create(raw), schema=MyConfig).algorithm.bonus == 2.0
+    with pytest.raises(ConfigError):
+        validate_config(OmegaConf.create(raw))
