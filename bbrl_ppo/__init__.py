@@ -23,6 +23,8 @@ from bbrl_ppo.networks import (
 )
 from bbrl_ppo.notebook import setup_tensorboard
 from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.ppo import PPOClip, PPOPenalty
+from bbrl_ppo.schema import ConfigError, PPOConfig, validate_config
 
 register_resolvers()
 
@@ -31,11 +33,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "Agents",
+    "ConfigError",
     "DiscretePolicy",
     "EpisodicAlgo",
     "GaussianPolicy",
     "KWAgentWrapper",
     "Logger",
+    "PPOClip",
+    "PPOConfig",
+    "PPOPenalty",
     "RLBase",
     "TemporalAgent",
     "VAgent",
@@ -54,4 +60,5 @@ __all__ = [
     "save_agent",
     "setup_optimizer",
     "setup_tensorboard",
+    "validate_config",
 ]

@@ -21,7 +21,7 @@ import copy
 import csv
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,12 @@ class RLBase:
             env_wrappers=[_describe(wrapper) for wrapper in self.env_wrappers],
             reward=self.best_reward,
             nb_steps=self.nb_steps,
+            **self.checkpoint_extras(),
         )
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Plain data an algorithm adds to ``best_agent.pt`` (none here)."""
+        return {}
 
     def visualize_best(self, seed: int | None = None) -> Path:
         """Play one episode with the best policy, save it as an mp4 and show it.
@@ -343,26 +348,17 @@ class EpisodicAlgo(RLBase):
         if n_steps < 2:
             raise ValueError(f"n_steps must be >= 2 to hold a transition, got {n_steps}")
         workspace = Workspace()
-        bar = self._progress_bar((n_steps - 1) * self.cfg.algorithm.n_envs)
-        self.start_time = time.perf_counter()
-        try:
-            self.epoch = 0
-            while self._budget_left():
-                with torch.set_grad_enabled(self.collect_with_grad):
-                    if self.epoch == 0:
-                        self.train_agent(workspace, t=0, n_steps=n_steps)
-                    else:
-                        workspace.zero_grad()
-                        workspace.copy_n_last_steps(1)
-                        self.train_agent(workspace, t=1, n_steps=n_steps - 1)
-                new_steps = count_transitions(workspace.get_full("env/done"))
-                self.nb_steps += new_steps
-                yield workspace
-                self._show_progress(bar, new_steps)
-                self.epoch += 1
-        finally:
-            bar.close()
-            self.logger.flush()
+
+        def collect() -> Workspace:
+            if self.epoch == 0:
+                self.train_agent(workspace, t=0, n_steps=n_steps)
+            else:
+                workspace.zero_grad()
+                workspace.copy_n_last_steps(1)
+                self.train_agent(workspace, t=1, n_steps=n_steps - 1)
+            return workspace
+
+        yield from self._epochs(collect, (n_steps - 1) * self.cfg.algorithm.n_envs)
 
     def iter_episodes(self) -> Iterator[Workspace]:
         """Yield one workspace of full episodes (one per env) per epoch.
@@ -375,14 +371,25 @@ class EpisodicAlgo(RLBase):
                 "iter_episodes needs envs without auto-reset: create the algorithm with "
                 "super().__init__(cfg, autoreset=False), or use iter_partial_episodes()"
             )
-        bar = self._progress_bar(None)
+
+        def collect() -> Workspace:
+            workspace = Workspace()
+            self.train_agent(workspace, t=0, stop_variable="env/done")
+            return workspace
+
+        yield from self._epochs(collect, None)
+
+    def _epochs(
+        self, collect: Callable[[], Workspace], steps_per_epoch: int | None
+    ) -> Iterator[Workspace]:
+        """The loop both iterators share: budget, step counting, progress bar."""
+        bar = self._progress_bar(steps_per_epoch)
         self.start_time = time.perf_counter()
         try:
             self.epoch = 0
             while self._budget_left():
-                workspace = Workspace()
                 with torch.set_grad_enabled(self.collect_with_grad):
-                    self.train_agent(workspace, t=0, stop_variable="env/done")
+                    workspace = collect()
                 new_steps = count_transitions(workspace.get_full("env/done"))
                 self.nb_steps += new_steps
                 yield workspace

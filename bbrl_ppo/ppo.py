@@ -157,6 +157,13 @@ class PPOClip(EpisodicAlgo):
         self.steps_before_rollout = 0
         self._generator = torch.Generator().manual_seed(int(algorithm.seed))
 
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The reward scaler's statistics travel with the best agent (to resume training)."""
+        if self.reward_scaler is None:
+            return {}
+        state = {key: value.clone() for key, value in self.reward_scaler.state_dict().items()}
+        return {"reward_scaler": state}
+
     def _policy_class(self) -> type:
         discrete = self.train_env.is_discrete_action()
         wanted = self.cfg.algorithm.get("policy_type")
@@ -182,10 +189,9 @@ class PPOClip(EpisodicAlgo):
         algorithm = self.cfg.algorithm
         stop_at = algorithm.get("stop_at_reward")
         for workspace in self.iter_partial_episodes(algorithm.n_steps + 1):
-            started = time.perf_counter()
             rollout = self.prepare_rollout(workspace)
             metrics = self.update(rollout)
-            self.after_update(workspace, rollout, metrics, started)
+            self.after_update(workspace, rollout, metrics)
             self.evaluate()
             if stop_at is not None and self.last_eval_reward >= stop_at:
                 print(
@@ -323,7 +329,7 @@ class PPOClip(EpisodicAlgo):
 
     # -- 4. after the update ---------------------------------------------------------------
     def after_update(
-        self, workspace: Workspace, rollout: Rollout, metrics: dict[str, float], started: float
+        self, workspace: Workspace, rollout: Rollout, metrics: dict[str, float]
     ) -> None:
         """Refresh the old agents and observation statistics; log the update."""
         self.steps_before_rollout = self.nb_steps

@@ -89,7 +89,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per measurement")
     parser.add_argument("--repeats", type=int, default=11, help="alternated rounds")
     parser.add_argument("--envs", type=int, nargs="+", default=[8, 32])
+    parser.add_argument(
+        "--single",
+        choices=["ours", "bbrl", "raw"],
+        help="run one contender once, untimed (for instruction counts under valgrind)",
+    )
     args = parser.parse_args()
+    if args.single:
+        torch.set_num_threads(1)
+        {"ours": ours, "bbrl": bbrl, "raw": raw_gymnasium}[args.single](args.envs[0], args.steps)
+        return
     core = pin_to_last_core()
     contenders = {
         "bbrl_ppo VectorGymAgent": ours,

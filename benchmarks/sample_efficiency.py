@@ -57,26 +57,35 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default="outputs/sample_efficiency")
+    parser.add_argument(
+        "--cores", type=int, nargs="+", help="cores to pin runs to (default: the last ones)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only print the table of runs already made"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = parser.parse_args()
 
     name = Path(args.config).stem
     out = Path(args.out) / name
-    cores = sorted(os.sched_getaffinity(0), reverse=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [
-            pool.submit(
-                run_seed, args.config, seed, out / f"S{seed}", args.overrides,
-                cores[index % min(args.jobs, len(cores))],
-            )
-            for index, seed in enumerate(args.seeds)
-        ]  # fmt: skip
-        run_dirs = [future.result() for future in futures]
+    cores = args.cores or sorted(os.sched_getaffinity(0), reverse=True)
+    if args.report:
+        run_dirs = [out / f"S{seed}" for seed in args.seeds]
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [
+                pool.submit(
+                    run_seed, args.config, seed, out / f"S{seed}", args.overrides,
+                    cores[index % min(args.jobs, len(cores))],
+                )
+                for index, seed in enumerate(args.seeds)
+            ]  # fmt: skip
+            run_dirs = [future.result() for future in futures]
 
     print(f"{name}: target eval mean >= {args.target:g} (deterministic evaluation, evals.csv)")
     header = (
-        f"{'seed':>4} | {'steps to target':>15} | {'best eval':>9} | {'final eval':>10} | "
-        f"{'env steps':>9} | {'wall s':>7}"
+        f"{'seed':>4} | {'steps to target':>15} | {'best eval':>9} | {'last eval':>10} | "
+        f"{'last eval at':>12} | {'wall s':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -92,7 +101,7 @@ def main() -> None:
         shown = f"{steps:,.0f}" if steps is not None else "not reached"
         print(
             f"{seed:>4} | {shown:>15} | {row['best']:>9.1f} | {row['final']:>10.1f} | "
-            f"{row['steps']:>9,.0f} | {row['wall_s']:>7.0f}"
+            f"{row['steps']:>12,.0f} | {row['wall_s']:>7.0f}"
         )
     print(f"{reached}/{len(args.seeds)} seeds reached the target")
 

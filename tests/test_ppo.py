@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bbrl_ppo import load_agent
+from bbrl_ppo import load_agent, read_checkpoint
 from bbrl_ppo.ppo import PPOClip, PPOPenalty, minibatch_indices
 from bbrl_ppo.schema import ConfigError
 
@@ -151,6 +151,8 @@ def test_continuous_control_with_normalization_saves_statistics_that_replay():
     algo.evaluate(force=True)
     stats = algo.train_policy.obs_normalizer.stats
     assert float(stats.count) > 0 and not torch.allclose(stats.mean, torch.zeros(3).double())
+    checkpoint = read_checkpoint(algo.base_dir / "best_agent.pt")
+    assert float(checkpoint["reward_scaler"]["stats.count"]) > 0
     replayed = load_agent(algo.base_dir / "best_agent.pt")
     obs = torch.randn(5, 3) * 3
     best = algo.best_policy.wrapped
