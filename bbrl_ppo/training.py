@@ -38,10 +38,12 @@ def train_from_file(path: str | Path, overrides: Sequence[str] = ()) -> PPOClip:
         print("\nInterrupted: what was logged and saved so far stays in the run directory.")
     finally:
         algo.close()
+    written = sorted(path.name for path in algo.base_dir.iterdir() if path.is_file())
     print(
         f"Done: {algo.nb_steps} env steps, best evaluation mean {algo.best_reward:.2f}.\n"
-        f"Results in {algo.base_dir}: config.yaml, evals.csv, best_agent.pt, tensorboard events\n"
-        f"  tensorboard --logdir {algo.base_dir}\n"
-        f"  bbrl-ppo play {algo.base_dir} --video {algo.base_dir}/replay.mp4"
+        f"Results in {algo.base_dir}: {', '.join(written)}\n"
+        f"  tensorboard --logdir {algo.base_dir}"
     )
+    if algo.best_policy is not None and (algo.base_dir / "best_agent.pt").exists():
+        print(f"  bbrl-ppo play {algo.base_dir} --video {algo.base_dir}/replay.mp4")
     return algo
