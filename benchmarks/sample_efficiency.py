@@ -19,9 +19,19 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Queue
 
 
-def run_seed(config: str, seed: int, run_dir: Path, overrides: list[str], core: int) -> Path:
+def run_seed(config: str, seed: int, run_dir: Path, overrides: list[str], cores: Queue) -> Path:
+    """Train one seed on a core taken from `cores` (given back afterwards)."""
+    core = cores.get()
+    try:
+        return _train(config, seed, run_dir, overrides, core)
+    finally:
+        cores.put(core)
+
+
+def _train(config: str, seed: int, run_dir: Path, overrides: list[str], core: int) -> Path:
     command = [
         sys.executable, "-m", "bbrl_ppo", "train", config,
         f"algorithm.seed={seed}", f"base_dir={run_dir.resolve()}", "progress_bar=false",
@@ -72,14 +82,16 @@ def main() -> None:
     if args.report:
         run_dirs = [out / f"S{seed}" for seed in args.seeds]
     else:
+        free_cores: Queue = Queue()
+        for core in cores[: args.jobs]:
+            free_cores.put(core)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [
                 pool.submit(
-                    run_seed, args.config, seed, out / f"S{seed}", args.overrides,
-                    cores[index % min(args.jobs, len(cores))],
+                    run_seed, args.config, seed, out / f"S{seed}", args.overrides, free_cores
                 )
-                for index, seed in enumerate(args.seeds)
-            ]  # fmt: skip
+                for seed in args.seeds
+            ]
             run_dirs = [future.result() for future in futures]
 
     print(f"{name}: target eval mean >= {args.target:g} (deterministic evaluation, evals.csv)")
