@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="a YAML file, e.g. configs/cartpole.yaml")
     train.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: fastest for small networks, and reproducible)",
+    )
+    train.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -54,8 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
+            import torch
+
             from bbrl_ppo.training import train_from_file
 
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
             train_from_file(args.config, args.overrides)
         elif args.command == "smoke":
             from bbrl_ppo.smoke import run_smoke
