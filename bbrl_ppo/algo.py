@@ -33,6 +33,7 @@ from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from bbrl_ppo.advantages import transition_mask
 from bbrl_ppo.checkpoint import save_agent
 from bbrl_ppo.config import prepare_config, require, run_directory
 from bbrl_ppo.env_agent import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
@@ -51,7 +52,7 @@ def count_transitions(done: torch.Tensor) -> int:
     step t only reset the env). Step 0 is either a reset or the copy of the
     previous workspace's last step, so it adds nothing.
     """
-    return int((~done[:-1].bool()).sum())
+    return int(transition_mask(done).sum())
 
 
 class RLBase:

@@ -155,6 +155,8 @@ class PPOClip(EpisodicAlgo):
         self.episode_lengths: deque[int] = deque(maxlen=100)
         self.kl_coef = float(algorithm.get("kl_coef", 1.0))
         self.steps_before_rollout = 0
+        #: Whether ``target_kl`` ended the last update early.
+        self.stopped_early = False
         self._generator = torch.Generator().manual_seed(int(algorithm.seed))
 
     def checkpoint_extras(self) -> dict[str, Any]:
