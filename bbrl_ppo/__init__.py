@@ -13,6 +13,7 @@ from bbrl_ppo.checkpoint import load_agent, read_checkpoint, save_agent
 from bbrl_ppo.config import register_resolvers
 from bbrl_ppo.critics import VAgent
 from bbrl_ppo.env_agent import VectorGymAgent, make_env
+from bbrl_ppo.faults import EnvStepError, NumericalError
 from bbrl_ppo.logger import Logger
 from bbrl_ppo.networks import (
     build_mlp,
@@ -24,6 +25,7 @@ from bbrl_ppo.networks import (
 from bbrl_ppo.notebook import setup_tensorboard
 from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
 from bbrl_ppo.ppo import PPOClip, PPOPenalty
+from bbrl_ppo.registry import register_class
 from bbrl_ppo.schema import ConfigError, PPOConfig, validate_config
 
 register_resolvers()
@@ -34,6 +36,8 @@ __all__ = [
     "Agent",
     "Agents",
     "ConfigError",
+    "EnvStepError",
+    "NumericalError",
     "DiscretePolicy",
     "EpisodicAlgo",
     "GaussianPolicy",
@@ -57,6 +61,7 @@ __all__ = [
     "make_env",
     "ortho_init",
     "read_checkpoint",
+    "register_class",
     "save_agent",
     "setup_optimizer",
     "setup_tensorboard",

@@ -20,8 +20,12 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,8 +41,18 @@ from bbrl_ppo.advantages import transition_mask
 from bbrl_ppo.checkpoint import save_agent
 from bbrl_ppo.config import prepare_config, require, run_directory
 from bbrl_ppo.env_agent import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
+from bbrl_ppo.faults import check_finite_parameters, check_finite_tensor
 from bbrl_ppo.logger import Logger
 from bbrl_ppo.notebook import show_video
+from bbrl_ppo.training_checkpoint import (
+    RESUMABLE_OVERRIDES,
+    CheckpointMismatchError,
+    check_compatible,
+    checkpoint_file,
+    load_training_checkpoint,
+    restore_training_state,
+    save_training_checkpoint,
+)
 from bbrl_ppo.video import headless_rendering, record_episode, write_video
 
 EVALS_CSV_COLUMNS = ("nb_steps", "wall_s", "reward_mean", "reward_std", "reward_min", "reward_max")
@@ -109,10 +123,26 @@ class RLBase:
         self.running_reward = -math.inf
         self.running_reward_alpha = 0.99
         self.eval_rewards: list[torch.Tensor] = []
+        #: The rows of ``evals.csv``, kept to rewrite it when a run resumes.
+        self.eval_history: list[list[Any]] = []
         self.start_time = time.perf_counter()
+        #: Training time spent before this process (a resumed run's earlier part).
+        self.elapsed_before_start = 0.0
         self._evals_csv = self.base_dir / "evals.csv"
-        with self._evals_csv.open("w", newline="") as file:
-            csv.writer(file).writerow(EVALS_CSV_COLUMNS)
+        self._write_evals_csv()
+
+    def _write_evals_csv(self) -> None:
+        """(Re)write ``evals.csv`` with the history so far, atomically."""
+        partial = self._evals_csv.with_name(self._evals_csv.name + ".partial")
+        with partial.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(EVALS_CSV_COLUMNS)
+            writer.writerows(self.eval_history)
+        partial.replace(self._evals_csv)
+
+    def elapsed_seconds(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return time.perf_counter() - self.start_time
 
     # -- environments ------------------------------------------------------------------
     def make_env_agent(
@@ -179,6 +209,8 @@ class RLBase:
         best so far.
         """
         rewards = torch.as_tensor(rewards, dtype=torch.float32).detach().flatten()
+        # A NaN mean would compare as "not worse" and could be kept as the best.
+        check_finite_tensor("evaluation return", rewards, f"after {self.nb_steps} env steps")
         self.logger.log_reward_losses(rewards, self.nb_steps)
         if self.cfg.get("collect_stats", False):
             self.eval_rewards.append(rewards)
@@ -203,12 +235,13 @@ class RLBase:
         std = float(rewards.std()) if rewards.numel() > 1 else 0.0
         row = [
             self.nb_steps,
-            f"{time.perf_counter() - self.start_time:.3f}",
+            f"{self.elapsed_seconds():.3f}",
             f"{float(rewards.mean()):.6g}",
             f"{std:.6g}",
             f"{float(rewards.min()):.6g}",
             f"{float(rewards.max()):.6g}",
         ]
+        self.eval_history.append(row)
         # Appended and closed at each evaluation: a crash loses nothing logged so far.
         with self._evals_csv.open("a", newline="") as file:
             csv.writer(file).writerow(row)
@@ -217,6 +250,9 @@ class RLBase:
         """Write the best policy as a weights-only checkpoint ``best_agent.pt``."""
         if self.best_policy is None:
             raise RuntimeError("No best policy yet: call evaluate() first")
+        check_finite_parameters(
+            self.best_policy, "best policy", f"after {self.nb_steps} env steps (not saved)"
+        )
         env_args = self.cfg.gym_env.get("env_args")
         return save_agent(
             self.base_dir / BEST_AGENT_FILE,
@@ -323,6 +359,122 @@ class EpisodicAlgo(RLBase):
         self.train_env = self.make_env_agent(
             algorithm.n_envs, autoreset=autoreset, seed=algorithm.seed
         )
+        #: The last rollout's workspace: the next partial episode starts from its last step.
+        self.rollout_workspace: Workspace | None = None
+        #: Write ``checkpoints/last.pt`` every this many env steps (None: only at the end
+        #: and on SIGINT/SIGTERM).
+        self.checkpoint_interval: int | None = algorithm.get("checkpoint_interval")
+        self.last_checkpoint_step = 0
+        self._checkpoint_epoch: int | None = None
+        self._stop_requested: str | None = None
+        #: Whether the last training loop ended on SIGINT/SIGTERM.
+        self.interrupted = False
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return checkpoint_file(self.base_dir)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/last.pt``: all that `resume` needs to continue exactly here.
+
+        Call it between rollouts (the training loops do, every
+        ``checkpoint_interval`` env steps, at the end and on SIGINT/SIGTERM).
+        """
+        path = save_training_checkpoint(self, self.checkpoint_path)
+        self.last_checkpoint_step = self.nb_steps
+        self._checkpoint_epoch = self.epoch
+        return path
+
+    def extra_training_state(self) -> dict[str, Any]:
+        """Plain data a subclass adds to training checkpoints (schedules, coefficients...).
+
+        Agents and optimizers held as attributes are saved without this.
+        """
+        return {}
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what `extra_training_state` returned."""
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | Path,
+        *args: Any,
+        overrides: Sequence[str] = (),
+        allow_code_change: bool = False,
+        **kwargs: Any,
+    ) -> EpisodicAlgo:
+        """Rebuild the algorithm of `run_dir` from its last checkpoint, ready to continue.
+
+        `args` and `kwargs` go to the constructor after the configuration (env
+        wrappers, say). `overrides` may raise the budget (``algorithm.max_steps=...``,
+        ``algorithm.max_epochs=...``); any other change is refused, as is a
+        checkpoint written by other code unless `allow_code_change`.
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+        state = load_training_checkpoint(checkpoint_file(run_dir))
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        check_compatible(state, cls, cfg, allow_code_change=allow_code_change)
+        for item in overrides:
+            key = item.partition("=")[0]
+            if key not in RESUMABLE_OVERRIDES:
+                raise CheckpointMismatchError(
+                    f"Cannot change {key!r} when resuming: only {', '.join(RESUMABLE_OVERRIDES)}"
+                )
+        cfg.merge_with_dotlist(list(overrides))
+        cfg.base_dir = str(run_dir.resolve())
+        algo = cls(cfg, *args, **kwargs)
+        exact = restore_training_state(algo, state)
+        algo._write_evals_csv()
+        algo.logger.restart_at(algo.nb_steps + 1)
+        algo.last_checkpoint_step = algo.nb_steps
+        algo._checkpoint_epoch = algo.epoch
+        if not exact:
+            reason = state["train_env"]["envs"]["reason"]
+            print(
+                f"Resuming {run_dir} at {algo.nb_steps} env steps with new episodes: the "
+                f"training envs' state could not be saved ({reason})"
+            )
+        return algo
+
+    def _checkpoint_due(self) -> bool:
+        interval = self.checkpoint_interval
+        return interval is not None and self.nb_steps - self.last_checkpoint_step >= interval
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM end training at the next rollout boundary, with a checkpoint.
+
+        A second signal interrupts at once (the periodic checkpoint stays).
+        Outside the main thread, signals are left alone.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested is not None:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                raise KeyboardInterrupt
+            self._stop_requested = signal.Signals(signum).name
+            print(
+                f"\n{self._stop_requested}: stopping after this rollout and saving a checkpoint "
+                "(send it again to stop at once)",
+                file=sys.stderr,
+            )
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     @cached_property
     def train_agent(self) -> TemporalAgent:
@@ -348,10 +500,13 @@ class EpisodicAlgo(RLBase):
             )
         if n_steps < 2:
             raise ValueError(f"n_steps must be >= 2 to hold a transition, got {n_steps}")
-        workspace = Workspace()
+        previous = self.rollout_workspace
+        workspace = previous if previous is not None else Workspace()
+        if previous is not None and previous.time_size() != n_steps:
+            workspace = Workspace()  # another length: start over from a reset
 
         def collect() -> Workspace:
-            if self.epoch == 0:
+            if not workspace.variables:
                 self.train_agent(workspace, t=0, n_steps=n_steps)
             else:
                 workspace.zero_grad()
@@ -385,18 +540,37 @@ class EpisodicAlgo(RLBase):
     ) -> Iterator[Workspace]:
         """The loop both iterators share: budget, step counting, progress bar."""
         bar = self._progress_bar(steps_per_epoch)
-        self.start_time = time.perf_counter()
+        self.start_time = time.perf_counter() - self.elapsed_before_start
+        self._stop_requested = None
+        self.interrupted = False
         try:
-            self.epoch = 0
-            while self._budget_left():
-                with torch.set_grad_enabled(self.collect_with_grad):
-                    workspace = collect()
-                new_steps = count_transitions(workspace.get_full("env/done"))
-                self.nb_steps += new_steps
-                yield workspace
-                self._show_progress(bar, new_steps)
-                self.epoch += 1
+            with self._stop_on_signals():
+                while self._budget_left():
+                    with torch.set_grad_enabled(self.collect_with_grad):
+                        workspace = collect()
+                    new_steps = count_transitions(workspace.get_full("env/done"))
+                    self.nb_steps += new_steps
+                    self.rollout_workspace = workspace
+                    yield workspace
+                    # Back here, the caller is done with this rollout: a clean boundary.
+                    self._show_progress(bar, new_steps)
+                    self.epoch += 1
+                    if self._stop_requested is not None:
+                        self.interrupted = True
+                        path = self.save_checkpoint()
+                        bar.close()
+                        print(
+                            f"Stopped by {self._stop_requested} after {self.nb_steps} env "
+                            f"steps; resume with: bbrl-ppo train --resume {self.base_dir} "
+                            f"(checkpoint {path})",
+                            file=sys.stderr,
+                        )
+                        return
+                    if self._checkpoint_due():
+                        self.save_checkpoint()
+                self.save_checkpoint()  # the budget is spent: a longer run can resume here
         finally:
+            self.elapsed_before_start = self.elapsed_seconds()
             bar.close()
             self.logger.flush()
 

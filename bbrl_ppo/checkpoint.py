@@ -14,14 +14,17 @@ loading needs an instance to fill (``load_agent(path, agent=MyPolicy(...))``).
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from bbrl.agents import Agent, KWAgentWrapper
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bbrl_ppo.registry import register_class, resolve_agent
 
 CHECKPOINT_FORMAT = 1
 
@@ -30,11 +33,14 @@ class RecordsInitArgs:
     """Mixin that remembers the arguments of the most derived ``__init__``.
 
     Needed to rebuild an agent from a weights-only checkpoint: the state dict
-    alone does not say how large the network was.
+    alone does not say how large the network was. Subclasses also register
+    themselves (`bbrl_ppo.registry`): a checkpoint can only name a class whose
+    definition the user ran.
     """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        register_class(cls)
         if "__init__" not in cls.__dict__:
             return
         original_init = cls.__dict__["__init__"]
@@ -80,20 +86,65 @@ def save_agent(path: str | Path, agent: Agent, **extra: Any) -> Path:
         "state_dict": {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()},
         **{key: _plain(value) for key, value in extra.items()},
     }
+    return atomic_save(checkpoint, path)
+
+
+class UnsafeCheckpointError(ValueError):
+    """A file that holds more than tensors and plain data: refused, never executed."""
+
+
+def atomic_save(data: dict[str, Any], path: str | Path) -> Path:
+    """`torch.save` to a temporary file, fsync it, then rename it over `path`.
+
+    A crash (even SIGKILL or a power cut) leaves either the previous file or the
+    new one, never a truncated mix.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial_path = path.with_suffix(path.suffix + ".partial")
-    torch.save(checkpoint, partial_path)
-    partial_path.replace(path)
+    partial_path = path.with_name(path.name + ".partial")
+    with partial_path.open("wb") as file:
+        torch.save(data, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial_path, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # makes the rename itself durable
+    finally:
+        os.close(directory)
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded without executing any pickled code."""
+def load_plain(path: str | Path) -> dict[str, Any]:
+    """Load a file written by `atomic_save` without running any code it may hold.
+
+    `torch.load(weights_only=True)` only rebuilds tensors and plain containers; a
+    file that pickles anything else (a downloaded ``best_agent.pt`` crafted to run
+    a command, say) is refused with `UnsafeCheckpointError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}")
-    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        lines = [line for line in str(error).splitlines() if "GLOBAL" in line]
+        reason = f" ({lines[0].strip()})" if lines else ""
+        raise UnsafeCheckpointError(
+            f"Refused to load {path}: it holds Python objects other than tensors and plain "
+            f"data, which could run code{reason}"
+        ) from None
+    except (RuntimeError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a bbrl_ppo checkpoint (it holds a {type(data).__name__})")
+    return data
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The best-agent checkpoint dict, loaded without executing any pickled code."""
+    checkpoint = load_plain(path)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a bbrl_ppo checkpoint (format {checkpoint.get('format')})")
     return checkpoint
 
@@ -111,7 +162,7 @@ def load_agent(path: str | Path, agent: Agent | None = None) -> Agent:
                 f"{path} holds a {checkpoint['class']} whose constructor arguments were not "
                 "recorded; pass an instance to fill: load_agent(path, agent=MyPolicy(...))"
             )
-        agent = _import(checkpoint["class"])(**checkpoint["init_args"])
+        agent = resolve_agent(checkpoint["class"])(**checkpoint["init_args"])
     elif isinstance(agent, KWAgentWrapper):
         agent = agent.wrapped
     agent.load_state_dict(checkpoint["state_dict"])
@@ -119,14 +170,6 @@ def load_agent(path: str | Path, agent: Agent | None = None) -> Agent:
     if checkpoint["wrapper_kwargs"] is not None:
         return KWAgentWrapper(agent, **checkpoint["wrapper_kwargs"])
     return agent
-
-
-def _import(class_path: str) -> type:
-    module_name, _, qualname = class_path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def _plain(value: Any) -> Any:

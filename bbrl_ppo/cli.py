@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bbrl_ppo.faults import EnvStepError, NumericalError
 from bbrl_ppo.replay import REPLAY_SEED, replay
 
 
@@ -15,6 +16,11 @@ def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int
         "--episodes", type=int, default=default_episodes, help="episodes to play side by side"
     )
     parser.add_argument("--seed", type=int, default=REPLAY_SEED, help="seed of the first env")
+    parser.add_argument(
+        "--import-env-module",
+        action="store_true",
+        help="allow a 'my_module:MyEnv-v0' env id in the checkpoint to import my_module",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train PPO from a YAML config, with key=value overrides"
     )
-    train.add_argument("config", help="a YAML file, e.g. configs/cartpole.yaml")
+    train.add_argument(
+        "config", nargs="?", help="a YAML file, e.g. configs/cartpole.yaml (not with --resume)"
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its checkpoints/last.pt (overrides may only "
+        "raise algorithm.max_steps / algorithm.max_epochs)",
+    )
+    train.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="with --resume: accept a checkpoint written by another version of the code",
+    )
     train.add_argument(
         "--threads",
         type=int,
@@ -62,12 +81,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             import torch
 
-            from bbrl_ppo.training import train_from_file
+            from bbrl_ppo.training import resume_run, train_from_file
 
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
-            train_from_file(args.config, args.overrides)
+            if args.resume is not None:
+                # Without CONFIG, a first key=value lands in the CONFIG slot.
+                overrides = [args.config] if args.config else []
+                algo = resume_run(
+                    args.resume,
+                    [*overrides, *args.overrides],
+                    allow_code_change=args.allow_code_change,
+                )
+            elif args.config is None:
+                raise ValueError("train needs a CONFIG file, or --resume RUN_DIR")
+            else:
+                algo = train_from_file(args.config, args.overrides)
+            if algo.interrupted:
+                return 130
         elif args.command == "smoke":
             from bbrl_ppo.smoke import run_smoke
 
@@ -79,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 episodes=args.episodes,
                 seed=args.seed,
                 video=getattr(args, "video", None),
+                import_env_module=args.import_env_module,
             )
             print(
                 f"{args.episodes} episode(s): return mean {result.mean:.2f}, std {result.std:.2f}"
@@ -88,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"bbrl-ppo: error: {error}", file=sys.stderr)
         return 2
+    except (NumericalError, EnvStepError) as error:
+        print(f"bbrl-ppo: training stopped: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bbrl-ppo: interrupted", file=sys.stderr)
         return 130

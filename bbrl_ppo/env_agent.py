@@ -31,7 +31,9 @@ import numpy as np
 from bbrl.agents import Agent
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from bbrl_ppo.env_state import capture_vector_env, restore_vector_env
 from bbrl_ppo.episode_tracker import ENV_VARIABLES, EpisodeTracker
+from bbrl_ppo.faults import EnvStepError, failing_env_index
 from bbrl_ppo.workspace_io import StepWriter, read_step
 
 #: Offset between the seeds of training and evaluation envs, so that evaluation
@@ -198,12 +200,41 @@ class VectorGymAgent(Agent):
     def forward(self, t: int, **kwargs) -> None:
         if t == 0:
             seeds, self._seeds = self._seeds, None
-            observations, _ = self.envs.reset(seed=seeds)
+            try:
+                observations, _ = self.envs.reset(seed=seeds)
+            except Exception as error:
+                raise self._env_failure(error, "reset", None) from error
             frame = self._tracker.reset(observations)
         else:
-            step = self.envs.step(self._read_actions(t - 1))
+            actions = self._read_actions(t - 1)
+            try:
+                step = self.envs.step(actions)
+            except Exception as error:
+                raise self._env_failure(error, "step", actions) from error
             frame = self._tracker.step(*step[:4])
         self._writer.write(self.workspace, t, frame)
+
+    def _env_failure(
+        self, error: Exception, stage: str, actions: np.ndarray | None
+    ) -> EnvStepError:
+        """An error naming the env and its step; subprocess workers are stopped first."""
+        index = failing_env_index(error)
+        if index is None:
+            which = f"one of the {self.num_envs} {self.env_name} envs (index unknown)"
+            where = ""
+        else:
+            which = f"{self.env_name} env {index} of {self.num_envs}"
+            if stage == "step":
+                episode_step = int(self._tracker.timestep[index]) + 1
+                where = f" at step {episode_step} of its episode, action {actions[index].tolist()}"
+            else:
+                where = ""
+        if isinstance(self.envs, AsyncVectorEnv):
+            # The failed worker is gone; stop the others rather than leak them.
+            self.envs.close(terminate=True)
+        return EnvStepError(
+            f"{which} raised during {stage}{where}: {type(error).__name__}: {error}"
+        )
 
     def _read_actions(self, t: int) -> np.ndarray:
         action = read_step(self.workspace, self.input, t)
@@ -222,6 +253,29 @@ class VectorGymAgent(Agent):
             # only the env sees it clipped to its bounds.
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return actions
+
+    # -- checkpoints -----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue stepping exactly here, as plain data.
+
+        ``state["envs"]["exact"]`` is False when some env state could not be
+        captured (see `bbrl_ppo.env_state`).
+        """
+        return {
+            "envs": capture_vector_env(self.envs),
+            "tracker": self._tracker.get_state(),
+            "seeds": self._seeds,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> bool:
+        """Restore `get_state`'s result; returns whether the envs are exactly restored.
+
+        When they are not, the next ``forward(t=0)`` must reset them.
+        """
+        restore_vector_env(self.envs, state["envs"])
+        self._tracker.set_state(state["tracker"])
+        self._seeds = state["seeds"]
+        return bool(state["envs"]["exact"])
 
     # -- rendering and cleanup --------------------------------------------------------
     def render(self) -> list[np.ndarray]:

@@ -57,6 +57,22 @@ class EpisodeTracker:
         self.any_done = False
         self.final_frame: Frame | None = None
 
+    def get_state(self) -> dict:
+        """The counters and flags, as tensors (for training checkpoints)."""
+        return {
+            "cumulated_reward": torch.from_numpy(self.cumulated_reward.copy()),
+            "timestep": torch.from_numpy(self.timestep.copy()),
+            "done": torch.from_numpy(self.done.copy()),
+            "final_frame": self.final_frame,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.cumulated_reward = state["cumulated_reward"].numpy().copy()
+        self.timestep = state["timestep"].numpy().copy()
+        self.done = state["done"].numpy().copy()
+        self.any_done = bool(self.done.any())
+        self.final_frame = state["final_frame"]
+
     def reset(self, observations: np.ndarray) -> Frame:
         """The frame of a reset: reward 0 and every flag False."""
         self._clear()

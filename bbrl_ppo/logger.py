@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bbrl import instantiate_class
 from omegaconf import DictConfig, OmegaConf
+
+from bbrl_ppo.registry import resolve_logger
 
 DEFAULT_LOGGER = {
     "classname": "bbrl.utils.logger.TFLogger",
@@ -34,7 +35,9 @@ class Logger:
             )
         arguments["log_dir"] = str(log_dir)
         self.log_dir = Path(log_dir)
-        self.logger = instantiate_class(arguments)
+        # Only bbrl's TFLogger or a registered class: a config never imports what it names.
+        logger_class = resolve_logger(str(arguments.pop("classname")))
+        self.logger = logger_class(**arguments)
 
     def add_log(self, name: str, value: float | torch.Tensor, step: int) -> None:
         """Record scalar `value` under `name` at env step `step`."""
@@ -55,6 +58,21 @@ class Logger:
         self.add_log("reward/min", rewards.min(), step)
         self.add_log("reward/max", rewards.max(), step)
         self.add_log("reward/median", rewards.median(), step)
+
+    def restart_at(self, step: int) -> None:
+        """Tell tensorboard to drop what an interrupted run logged from `step` on.
+
+        A resumed run logs those steps again; tensorboard discards older events at
+        or after the step of a "session start" record (what SummaryWriter's
+        ``purge_step`` writes), so the curves show no doubled segment.
+        """
+        get_file_writer = getattr(self.logger, "_get_file_writer", None)
+        if get_file_writer is None:
+            return
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        start = Event(step=int(step), session_log=SessionLog(status=SessionLog.START))
+        get_file_writer().add_event(start)
 
     def flush(self) -> None:
         flush = getattr(self.logger, "flush", None)

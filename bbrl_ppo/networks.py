@@ -6,8 +6,9 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-from bbrl import get_arguments, get_class
 from torch import nn
+
+from bbrl_ppo.registry import resolve_optimizer, unexpected_arguments
 
 
 def build_mlp(
@@ -72,12 +73,19 @@ def setup_optimizer(cfg_optimizer, *agents: nn.Module) -> torch.optim.Optimizer:
 
     The other keys of `cfg_optimizer` (``lr``, ``eps``...) are the optimizer's
     keyword arguments, the bbrl ``classname`` convention; null ones are left out.
+    The class must be one of ``torch.optim``'s or registered
+    (`bbrl_ppo.register_class`): a config never imports what it names.
     """
-    optimizer_class = get_class(cfg_optimizer)
+    arguments = dict(cfg_optimizer)
+    optimizer_class = resolve_optimizer(str(arguments.pop("classname")))
     # Unset options (null in the config) keep the optimizer's own defaults.
-    arguments = {
-        key: value for key, value in get_arguments(cfg_optimizer).items() if value is not None
-    }
+    arguments = {key: value for key, value in arguments.items() if value is not None}
+    unexpected = unexpected_arguments(optimizer_class, arguments)
+    if unexpected:
+        raise ValueError(
+            f"{optimizer_class.__name__} takes no {', '.join(map(repr, unexpected))}: set "
+            f"{', '.join(f'optimizer.{key}: null' for key in unexpected)} in the config"
+        )
     parameters = [p for agent in agents for p in agent.parameters()]
     return optimizer_class(parameters, **arguments)
 

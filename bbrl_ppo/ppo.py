@@ -41,6 +41,7 @@ from torch.distributions import kl_divergence
 from bbrl_ppo.advantages import generalized_advantages, transition_mask
 from bbrl_ppo.algo import EpisodicAlgo
 from bbrl_ppo.critics import VAgent
+from bbrl_ppo.faults import check_finite_parameters, check_finite_tensor, check_finite_value
 from bbrl_ppo.losses import (
     SurrogateTerms,
     adapt_kl_coef,
@@ -158,6 +159,23 @@ class PPOClip(EpisodicAlgo):
         #: Whether ``target_kl`` ended the last update early.
         self.stopped_early = False
         self._generator = torch.Generator().manual_seed(int(algorithm.seed))
+        self._minibatch_position = (0, 0)
+
+    def extra_training_state(self) -> dict[str, Any]:
+        return {
+            "steps_before_rollout": self.steps_before_rollout,
+            "kl_coef": self.kl_coef,
+            "minibatch_generator": self._generator.get_state(),
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+        }
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        self.steps_before_rollout = int(state["steps_before_rollout"])
+        self.kl_coef = float(state["kl_coef"])
+        self._generator.set_state(state["minibatch_generator"])
+        self.episode_returns.extend(state["episode_returns"])
+        self.episode_lengths.extend(state["episode_lengths"])
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """The reward scaler's statistics travel with the best agent (to resume training)."""
@@ -201,6 +219,8 @@ class PPOClip(EpisodicAlgo):
                     f"after {self.nb_steps} env steps: stopping; best agent in {self.base_dir}"
                 )
                 break
+        if self._checkpoint_epoch != self.epoch:
+            self.save_checkpoint()
         self.logger.flush()
 
     # -- 2. advantages -----------------------------------------------------------------------
@@ -209,8 +229,11 @@ class PPOClip(EpisodicAlgo):
         """Old log-probs, values, advantages and returns; written to the workspace too."""
         observations, actions = workspace["env/env_obs"], workspace["action"]
         reward, terminated, done = workspace["env/reward", "env/terminated", "env/done"]
+        where = f"in the rollout of update {self.epoch + 1} ({self.nb_steps} env steps)"
+        check_finite_tensor("env reward", reward, where)
         old_log_probs = self.old_policy.log_prob(observations, actions)
         values = self.old_critic_agent.value(observations)
+        check_finite_tensor("critic value", values, where)
         if self.reward_scaler is not None:
             reward = reward.clone()
             reward[1:] = self.reward_scaler.scale(reward[1:], starts=done[:-1])
@@ -245,8 +268,10 @@ class PPOClip(EpisodicAlgo):
         totals: dict[str, float] = {}
         count = 0
         self.stopped_early = False
-        for _ in range(algorithm.opt_epochs):
-            for indices in minibatch_indices(len(rollout), algorithm.batch_size, self._generator):
+        for opt_epoch in range(algorithm.opt_epochs):
+            batches = minibatch_indices(len(rollout), algorithm.batch_size, self._generator)
+            for minibatch, indices in enumerate(batches):
+                self._minibatch_position = (opt_epoch, minibatch)
                 metrics = self.train_minibatch(rollout.select(indices))
                 if metrics is None:
                     self.stopped_early = True
@@ -256,12 +281,19 @@ class PPOClip(EpisodicAlgo):
                 count += 1
             if self.stopped_early:
                 break
+        where = f"after update {self.epoch + 1} ({self.nb_steps} env steps)"
+        check_finite_parameters(self.train_policy, "policy", where)
+        check_finite_parameters(self.critic_agent, "critic", where)
         means = {key: value / max(count, 1) for key, value in totals.items()}
         means["minibatches"] = float(count)
         return means
 
     def train_minibatch(self, batch: Rollout) -> dict[str, float] | None:
-        """One gradient step on policy and critic; None when ``target_kl`` stops the update."""
+        """One gradient step on policy and critic; None when ``target_kl`` stops the update.
+
+        Losses and gradient norms are checked before each step: a non-finite one
+        stops training with a `NumericalError` before it reaches the parameters.
+        """
         algorithm = self.cfg.algorithm
         distribution = self.train_policy.dist(batch.observations)
         log_probs = distribution.log_prob(batch.actions)
@@ -280,23 +312,39 @@ class PPOClip(EpisodicAlgo):
         critic_loss = value_loss(
             values, batch.old_values, batch.returns, algorithm.get("clip_range_vf")
         )
-
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        policy_objective.backward()
-        torch.nn.utils.clip_grad_norm_(self.train_policy.parameters(), algorithm.max_grad_norm)
-        self.policy_optimizer.step()
-
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        (algorithm.critic_coef * critic_loss).backward()
-        torch.nn.utils.clip_grad_norm_(self.critic_agent.parameters(), algorithm.max_grad_norm)
-        self.critic_optimizer.step()
-        return {
+        metrics = {
             "policy_loss": terms.loss.item(),
             "value_loss": critic_loss.item(),
             "entropy": entropy.item(),
             "approx_kl": float(terms.approx_kl),
             "clip_fraction": float(terms.clip_fraction),
         }
+        where = self._where()
+        for name in ("policy_loss", "value_loss", "entropy"):
+            check_finite_value(name.replace("_", " "), metrics[name], where)
+
+        self._gradient_step(self.policy_optimizer, self.train_policy, policy_objective, "policy")
+        self._gradient_step(
+            self.critic_optimizer, self.critic_agent, algorithm.critic_coef * critic_loss, "critic"
+        )
+        return metrics
+
+    def _gradient_step(
+        self, optimizer: torch.optim.Optimizer, agent, loss: torch.Tensor, name: str
+    ) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), self.cfg.algorithm.max_grad_norm)
+        check_finite_value(f"{name} gradient norm", float(norm), self._where())
+        optimizer.step()
+
+    def _where(self) -> str:
+        """Where the update is, for error messages."""
+        opt_epoch, minibatch = self._minibatch_position
+        return (
+            f"in update {self.epoch + 1} (optimization epoch {opt_epoch + 1}, minibatch "
+            f"{minibatch + 1}), after {self.nb_steps} env steps"
+        )
 
     def policy_loss(self, batch: Rollout, distribution, log_probs, advantages) -> SurrogateTerms:
         """PPO-clip's surrogate, with the (possibly annealed) clip range."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from bbrl.agents import Agents, TemporalAgent
 from bbrl.workspace import Workspace
 
 from bbrl_ppo.algo import BEST_AGENT_FILE
-from bbrl_ppo.checkpoint import load_agent, read_checkpoint
+from bbrl_ppo.checkpoint import UnsafeCheckpointError, load_agent, read_checkpoint
 from bbrl_ppo.env_agent import VectorGymAgent
 from bbrl_ppo.video import headless_rendering, record_episode, write_video
 
@@ -49,10 +50,14 @@ def replay(
     episodes: int = 10,
     seed: int = REPLAY_SEED,
     video: str | Path | None = None,
+    import_env_module: bool = False,
 ) -> ReplayResult:
     """Play `episodes` full episodes with the saved agent, side by side.
 
-    With `video`, one more episode is rendered and written there as an mp4.
+    With `video`, one more episode is rendered and written there as an mp4. An
+    env id of the form ``"my_module:MyEnv-v0"`` makes gymnasium import
+    ``my_module``; a checkpoint may only cause that with `import_env_module`
+    (or once the module is imported).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -63,8 +68,9 @@ def replay(
             "Warning: the run used env wrappers "
             f"{checkpoint['env_wrappers']}, which cannot be restored from a checkpoint"
         )
-    policy = load_agent(path)
     env_name, env_args = checkpoint["env_name"], checkpoint.get("env_args") or {}
+    _refuse_module_import(path, env_name, import_env_module)
+    policy = load_agent(path)
 
     env_agent = VectorGymAgent(env_name, episodes, env_args=env_args, autoreset=False, seed=seed)
     try:
@@ -88,3 +94,15 @@ def replay(
             render_agent.close()
         video_path = write_video(frames, video, fps=int(fps))
     return ReplayResult(returns=returns, video=video_path)
+
+
+def _refuse_module_import(path: Path, env_name: str, allowed: bool) -> None:
+    """A downloaded checkpoint must not make us import (run) a module it names."""
+    module = env_name.partition(":")[0] if ":" in env_name else None
+    if module is None or allowed or module in sys.modules:
+        return
+    raise UnsafeCheckpointError(
+        f"{path} names the env {env_name!r}: replaying it would import the module "
+        f"{module!r} and run its code. If you trust it, import it first or pass "
+        "--import-env-module (import_env_module=True)"
+    )

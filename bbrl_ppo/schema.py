@@ -24,6 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from bbrl_ppo.config import register_resolvers
+from bbrl_ppo.registry import (
+    UnknownClassError,
+    resolve_logger,
+    resolve_optimizer,
+    unexpected_arguments,
+)
 
 
 class ConfigError(ValueError):
@@ -78,6 +84,9 @@ class AlgorithmConfig:
     #: Budget in env steps and/or rollouts; at least one must be set.
     max_steps: int | None = field(default=None, metadata=_optional(at_least(1)))
     max_epochs: int | None = field(default=None, metadata=_optional(at_least(1)))
+    #: Write checkpoints/last.pt every checkpoint_interval env steps (null: only at the
+    #: end and on SIGINT/SIGTERM); `bbrl-ppo train --resume RUN_DIR` continues from it.
+    checkpoint_interval: int | None = field(default=20_000, metadata=_optional(at_least(1)))
     #: Evaluate every eval_interval env steps, over nb_evals episodes.
     eval_interval: int = field(default=2048, metadata=at_least(1))
     nb_evals: int = field(default=10, metadata=at_least(1))
@@ -122,8 +131,9 @@ class AlgorithmConfig:
 class OptimizerConfig:
     classname: str = "torch.optim.Adam"
     lr: float = field(default=3e-4, metadata=positive())
-    #: Adam's epsilon: 1e-5 rather than torch's 1e-8 (the PPO implementations' value).
-    eps: float = field(default=1e-5, metadata=positive())
+    #: Adam's epsilon: 1e-5 rather than torch's 1e-8 (the PPO implementations' value);
+    #: null for an optimizer without one (SGD).
+    eps: float | None = field(default=1e-5, metadata=_optional(positive()))
     weight_decay: float | None = field(
         default=None, metadata=_optional(_check(lambda v: v >= 0, "a number >= 0"))
     )
@@ -218,7 +228,25 @@ def _check_values(node: DictConfig, schema: type, prefix: str) -> None:
             raise ConfigError(f"Invalid value for '{key}': {value!r}; allowed: {spec['allowed']}")
 
 
+def _check_classnames(cfg: DictConfig) -> None:
+    """Optimizer and logger must be allowed classes (see `bbrl_ppo.registry`)."""
+    try:
+        optimizer = resolve_optimizer(str(cfg.optimizer.classname))
+        if cfg.logger.get("classname") is not None:
+            resolve_logger(str(cfg.logger.classname))
+    except UnknownClassError as error:
+        raise ConfigError(str(error)) from None
+    arguments = {k: v for k, v in cfg.optimizer.items() if k != "classname" and v is not None}
+    unexpected = unexpected_arguments(optimizer, arguments)
+    if unexpected:
+        raise ConfigError(
+            f"Invalid value for 'optimizer.{unexpected[0]}': {optimizer.__name__} takes no "
+            f"{unexpected[0]!r}; set it to null"
+        )
+
+
 def _check_consistency(cfg: DictConfig) -> None:
+    _check_classnames(cfg)
     algorithm = cfg.algorithm
     if algorithm.max_steps is None and algorithm.max_epochs is None:
         raise ConfigError(

@@ -32,10 +32,33 @@ def train_from_file(path: str | Path, overrides: Sequence[str] = ()) -> PPOClip:
     cfg = load_config(path, overrides)
     algo = ALGORITHMS[cfg.algorithm.variant](cfg)
     print(f"Run directory: {algo.base_dir}")
+    return _train(algo)
+
+
+def resume_run(
+    run_dir: str | Path, overrides: Sequence[str] = (), *, allow_code_change: bool = False
+) -> PPOClip:
+    """Continue the run in `run_dir` from its last checkpoint, to the end of its budget."""
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+    variant = OmegaConf.load(config_path).algorithm.get("variant", "ppo_clip")
+    algo = ALGORITHMS[variant].resume(
+        run_dir, overrides=overrides, allow_code_change=allow_code_change
+    )
+    print(f"Resuming {algo.base_dir} at {algo.nb_steps} env steps (update {algo.epoch + 1})")
+    return _train(algo)
+
+
+def _train(algo: PPOClip) -> PPOClip:
     try:
         algo.run()
     except KeyboardInterrupt:
-        print("\nInterrupted: what was logged and saved so far stays in the run directory.")
+        algo.interrupted = True
+        print(
+            "\nInterrupted: what was logged and saved so far stays in the run directory; "
+            f"continue from the last checkpoint with: bbrl-ppo train --resume {algo.base_dir}"
+        )
     finally:
         algo.close()
     written = sorted(path.name for path in algo.base_dir.iterdir() if path.is_file())

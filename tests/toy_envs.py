@@ -77,6 +77,56 @@ class DictObservation(gym.Env):
         return {"a": 0}, 0.0, False, False, {}
 
 
+class Faulty(gym.Env):
+    """A random walk that misbehaves on purpose in the env seeded `fail_seed`.
+
+    From the `fail_step`-th step of that env's episode number `fail_episode` (0:
+    the first) on, it raises, or, with ``nan_reward=True``, pays a NaN reward
+    instead. Episodes end after 20 steps.
+    """
+
+    def __init__(
+        self,
+        fail_seed: int = -1,
+        fail_step: int = 3,
+        nan_reward: bool = False,
+        fail_episode: int = 0,
+    ):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.fail_seed, self.fail_step, self.nan_reward = fail_seed, fail_step, nan_reward
+        self.fail_episode = fail_episode
+        self.episode = -1
+        self.seed_used: int | None = None
+        self.position = 0.0
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.seed_used = seed
+        self.episode += 1
+        self.position, self.steps = 0.0, 0
+        return self._observation(), {}
+
+    def step(self, action):
+        self.steps += 1
+        self.position += float(action) - 0.5 + 0.1 * float(self.np_random.normal())
+        failing = (
+            self.seed_used == self.fail_seed
+            and self.episode >= self.fail_episode
+            and self.steps >= self.fail_step
+        )
+        if failing and not self.nan_reward:
+            raise RuntimeError("the simulator diverged")
+        reward = float("nan") if failing else -abs(self.position)
+        return self._observation(), reward, self.steps >= 20, False, {}
+
+    def _observation(self):
+        return np.array([self.position, self.steps / 20], dtype=np.float32)
+
+
+gym.register("Faulty-v0", entry_point=Faulty)
 gym.register("LineWorld-v0", entry_point=LineWorld, max_episode_steps=5)
 gym.register("RecordingBox-v0", entry_point=RecordingBox, max_episode_steps=50)
 gym.register("DictObservation-v0", entry_point=DictObservation)

@@ -1,0 +1,152 @@
+"""Saving and restoring the state of gymnasium envs as plain data.
+
+An exact resume needs every env exactly where it was: CartPole's ``state``
+vector, its RNG, the time limit's step counter, the vector env's auto-reset
+flags. Gymnasium has no state API, but most envs keep their state in plain
+attributes (numbers, arrays, RNGs) on each wrapper layer; those are captured here
+as tensors and numbers, so that the checkpoint loads with
+``torch.load(weights_only=True)``.
+
+An env whose state lives in other objects (a Box2D world, a MuJoCo simulation, an
+`AsyncVectorEnv`'s subprocesses) is reported as *not exact*: its attributes that
+could be captured are restored (its RNG, so resets still follow the seed), and
+the caller restarts its episodes.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import SyncVectorEnv, VectorEnv
+
+#: Attributes that hold configuration or links, not state: never captured.
+_STATIC_NAMES = frozenset(
+    {"env", "spec", "metadata", "_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs"}
+)
+#: Values of these types are not state either (spaces are rebuilt by the constructor).
+_STATIC_TYPES = (gym.Env, gym.spaces.Space, EnvSpec, type, types.FunctionType, types.MethodType)
+#: What a `SyncVectorEnv` carries from one step to the next.
+_VECTOR_STATE = ("_autoreset_envs",)
+
+_NOT_PLAIN = object()
+
+
+def _encode(value: Any) -> Any:
+    """`value` as tensors and plain containers, or `_NOT_PLAIN`."""
+    # Before Python's types: np.float64 is a float subclass that pickles as numpy's.
+    if isinstance(value, np.generic):
+        return {"__numpy_scalar__": value.item(), "dtype": value.dtype.str}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.random.Generator):
+        return {"__rng__": value.bit_generator.state}
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return _NOT_PLAIN
+        return {
+            "__ndarray__": torch.from_numpy(np.array(value, copy=True)),
+            "dtype": value.dtype.str,
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_encode(item) for item in value]
+        if any(item is _NOT_PLAIN for item in items):
+            return _NOT_PLAIN
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        encoded = {key: _encode(item) for key, item in value.items()}
+        if any(item is _NOT_PLAIN for item in encoded.values()):
+            return _NOT_PLAIN
+        return {"__dict__": encoded}
+    return _NOT_PLAIN
+
+
+def _decode(value: Any, current: Any = None) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_decode(item) for item in value)
+    if not isinstance(value, dict):
+        return value
+    if "__rng__" in value:
+        generator = current if isinstance(current, np.random.Generator) else None
+        if generator is None:
+            bit_generator = getattr(np.random, value["__rng__"]["bit_generator"])()
+            generator = np.random.Generator(bit_generator)
+        generator.bit_generator.state = value["__rng__"]
+        return generator
+    if "__numpy_scalar__" in value:
+        return np.dtype(value["dtype"]).type(value["__numpy_scalar__"])
+    if "__ndarray__" in value:
+        return value["__ndarray__"].numpy().astype(np.dtype(value["dtype"]), copy=True)
+    return {key: _decode(item) for key, item in value["__dict__"].items()}
+
+
+def _layers(env: gym.Env) -> list[gym.Env]:
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def capture_env(env: gym.Env) -> dict[str, Any]:
+    """The plain attributes of each layer of `env`, and whether that is all its state."""
+    layers, uncaptured = [], []
+    for layer in _layers(env):
+        attributes = {}
+        for name, value in vars(layer).items():
+            if name in _STATIC_NAMES or isinstance(value, _STATIC_TYPES):
+                continue
+            encoded = _encode(value)
+            if encoded is _NOT_PLAIN:
+                uncaptured.append(f"{type(layer).__name__}.{name} ({type(value).__name__})")
+            else:
+                attributes[name] = encoded
+        layers.append({"type": type(layer).__qualname__, "attributes": attributes})
+    return {"layers": layers, "uncaptured": uncaptured}
+
+
+def restore_env(env: gym.Env, state: dict[str, Any]) -> None:
+    """Set back what `capture_env` saved, layer by layer."""
+    layers = _layers(env)
+    saved_types = [layer["type"] for layer in state["layers"]]
+    if saved_types != [type(layer).__qualname__ for layer in layers]:
+        raise ValueError(
+            f"The env's wrappers changed since the checkpoint: {saved_types} were saved, "
+            f"{[type(layer).__qualname__ for layer in layers]} are there now"
+        )
+    for layer, saved in zip(layers, state["layers"], strict=True):
+        for name, value in saved["attributes"].items():
+            setattr(layer, name, _decode(value, getattr(layer, name, None)))
+
+
+def capture_vector_env(envs: VectorEnv) -> dict[str, Any]:
+    """Each sub-env's state and the vector env's own; ``exact`` says if that is all."""
+    if not isinstance(envs, SyncVectorEnv):
+        reason = f"{type(envs).__name__} keeps its envs in other processes"
+        return {"exact": False, "reason": reason, "envs": None, "vector": {}}
+    sub_states = [capture_env(env) for env in envs.envs]
+    uncaptured = sorted({item for state in sub_states for item in state["uncaptured"]})
+    vector = {name: _encode(getattr(envs, name)) for name in _VECTOR_STATE}
+    return {
+        "exact": not uncaptured,
+        "reason": f"not saved: {', '.join(uncaptured)}" if uncaptured else "",
+        "envs": sub_states,
+        "vector": vector,
+    }
+
+
+def restore_vector_env(envs: VectorEnv, state: dict[str, Any]) -> None:
+    """Restore what `capture_vector_env` saved (the captured part, when not exact)."""
+    if state["envs"] is None:
+        return
+    if not isinstance(envs, SyncVectorEnv) or len(envs.envs) != len(state["envs"]):
+        raise ValueError("The checkpoint's envs do not match this vector env")
+    for env, env_state in zip(envs.envs, state["envs"], strict=True):
+        restore_env(env, env_state)
+    for name, value in state["vector"].items():
+        setattr(envs, name, _decode(value))
