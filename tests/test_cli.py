@@ -1,5 +1,6 @@
 """The bbrl-ppo command line: help, smoke run, replay and evaluation, errors."""
 
+import re
 import subprocess
 import sys
 
@@ -72,3 +73,27 @@ def test_train_with_a_typo_prints_one_line_and_exits_non_zero(capsys, request):
 def test_train_with_a_missing_config_file(capsys):
     assert main(["train", "no/such.yaml"]) == 2
     assert "No config file" in capsys.readouterr().err
+
+
+def test_train_needs_a_config_or_a_run_to_resume(capsys, tmp_path):
+    assert main(["train"]) == 2
+    assert "train needs a CONFIG file, or --resume RUN_DIR" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_train_then_resume_with_a_larger_budget(capsys, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "base_dir: tiny\nprogress_bar: false\ngym_env: {env_name: CartPole-v1}\n"
+        "algorithm: {n_envs: 2, n_steps: 16, batch_size: 32, max_steps: 64, eval_interval: 32}\n"
+    )
+    assert main(["train", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "outputs/tiny", "algorithm.max_steps=128"]) == 0
+    out = capsys.readouterr().out
+    resumed_at = int(re.search(r"Resuming .* at (\d+) env steps", out).group(1))
+    done_at = int(re.search(r"Done: (\d+) env steps", out).group(1))
+    assert 64 <= resumed_at < 128 <= done_at
+    assert main(["train", "--resume", "outputs/tiny", "algorithm.gae=0.5"]) == 2
+    assert "Cannot change 'algorithm.gae'" in capsys.readouterr().err

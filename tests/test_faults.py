@@ -124,7 +124,7 @@ class AlwaysOne(Agent):
 
 
 # gymnasium logs the worker's traceback as a warning before re-raising it.
-@pytest.mark.filterwarnings("ignore:.*(Traceback|Raising the last exception).*:UserWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning:gymnasium.*")
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
 def test_an_env_that_raises_is_named_with_its_step(vectorization):
     env = VectorGymAgent(
