@@ -321,6 +321,7 @@ class RLBase:
             totals.append(int(algorithm.max_epochs) * steps_per_epoch)
         return tqdm(
             total=min(totals) if totals else None,
+            initial=self.nb_steps,  # a resumed run's bar starts where it stopped
             unit="step",
             unit_scale=True,
             dynamic_ncols=True,

@@ -266,3 +266,19 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_the_uninterrupted_run(
     assert len(eval_rows(whole)) >= 8
     assert eval_rows(resumed) == eval_rows(whole)
     assert_same_parameters(final_parameters(resumed)[0], final_parameters(whole)[0])
+
+
+def test_tensorboard_drops_what_the_interrupted_run_logged_after_the_checkpoint():
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    run = trained_run()
+    resumed = PPOClip.resume(run)
+    resumed.close()
+    starts = [
+        event.step
+        for path in run.glob("events.out.tfevents.*")
+        for event in EventFileLoader(str(path)).Load()
+        if event.HasField("session_log") and event.session_log.status == SessionLog.START
+    ]
+    assert resumed.nb_steps + 1 in starts
