@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 CONFIG ?= configs/cartpole.yaml
 
-.PHONY: run test test-quick lint format bench clean
+.PHONY: run test test-quick lint format bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	taskset -c $$(($$(nproc)-1)) $(BIN)/python benchmarks/env_throughput.py
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[bench]'
+	touch $@
+
+# Our PPO against Stable-Baselines3's, same hyper-parameters (see BENCHMARKS.md):
+#   make bench-peers CASE=pendulum [BENCH_ARGS="--max-steps 4096"]
+CASE ?= cartpole
+BENCH_ARGS ?=
+bench-peers: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/compare_peers.py --case $(CASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

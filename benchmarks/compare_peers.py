@@ -1,0 +1,697 @@
+"""Our PPO against Stable-Baselines3's: same hyper-parameters, seeds, envs, one thread each.
+
+Usage:
+    python benchmarks/compare_peers.py [--case cartpole] [--seeds 1 2 3] [--max-steps N] \\
+        [--eval-interval 2048] [--nb-evals 10] [--cores 1] [--out outputs/compare_peers]
+    python benchmarks/compare_peers.py --case cartpole --report     # the table again
+    make bench-peers CASE=pendulum    # installs the `bench` extra (stable-baselines3) first
+
+Cases (``--case``; ``--seeds`` and ``--max-steps`` override a case's seeds and budget):
+    cartpole           configs/cartpole.yaml with max_steps 100,000; seeds 1 2 3; target 500
+    cartpole-defaults  each side with its own defaults: ours configs/cartpole.yaml as is
+                       (50,000 steps), SB3 with rl-zoo's CartPole-v1 PPO hyper-parameters
+                       (100,000 steps); seeds 1 2 3; compare "train s to target" (500)
+    pendulum           configs/pendulum.yaml (200,000 steps); seed 1; target -200
+    lunarlander        configs/lunarlander.yaml (1M steps); seed 1; target 200 (15+ min a side)
+
+Every training run is a subprocess of this script (``--child ours|sb3 --spec FILE``) that
+writes a JSON result: each is pinned with ``taskset`` to one core (the last one by default;
+``--cores`` lists several, one run on each at a time), with ``OMP_NUM_THREADS=1``,
+``MKL_NUM_THREADS=1`` and ``torch.set_num_threads(1)``. Runs go ours, SB3, ours, SB3 (seed
+by seed), so that drift of the machine's speed hits both sides alike. The SB3 side mirrors
+the YAML config argument by argument (printed before the runs) and never imports bbrl_ppo;
+ours never imports stable_baselines3.
+
+How evaluation is kept out of training time, on both sides alike: after each update, when
+``eval_interval`` env steps have passed since the last evaluation, ``nb_evals``
+deterministic episodes run side by side in a vector env of ``nb_evals`` envs (ours:
+`evaluate`, called once per update; SB3: ``evaluate_policy`` in a callback at the start of
+each rollout, i.e. right after each ``train()``, and at the end of ``learn``). Each side
+adds up the wall time spent inside its evaluations and subtracts it from the wall time of
+``run()`` / ``learn()``. Our run also writes a training checkpoint at the end
+(``checkpoints/last.pt``, which SB3 does not): it is timed and subtracted too; periodic
+checkpoints, ``save_best`` and the progress bar are off. Building the algorithm (envs,
+networks) is outside the timed part on both sides.
+
+Columns: ``train s``, wall seconds of the whole budget less evaluations; ``steps/s``, env
+steps over ``train s``; ``steps to target`` and ``train s to target``, at the first
+evaluation whose mean reaches the target; ``wall s incl. eval``, the whole ``run()`` /
+``learn()``; ``final eval``, the last evaluation's mean; ``peak RSS``, the child's
+``ru_maxrss``. Env steps count real transitions on both sides (ours does not count the
+reset-only step after an episode end). The ratio row is the median over seeds of the
+per-seed ratios ours / SB3 (below 1 is better for us, except steps/s). The differences
+between the two PPOs that remain with the same hyper-parameters are listed in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDES = ("ours", "sb3")
+SIDE_NAMES = {"ours": "bbrl_ppo", "sb3": "SB3"}
+
+
+@dataclass(frozen=True)
+class Case:
+    config: str
+    target: float
+    seeds: tuple[int, ...]
+    #: Our budget (None: the config's max_steps).
+    max_steps: int | None = None
+    #: "mirror": SB3 gets our config's hyper-parameters; "rl-zoo": rl-zoo's tuned ones.
+    sb3: str = "mirror"
+    #: SB3's total_timesteps (None: the same as ours).
+    sb3_max_steps: int | None = None
+
+
+CASES = {
+    "cartpole": Case("configs/cartpole.yaml", 500.0, (1, 2, 3), max_steps=100_000),
+    "cartpole-defaults": Case(
+        "configs/cartpole.yaml", 500.0, (1, 2, 3), sb3="rl-zoo", sb3_max_steps=100_000
+    ),
+    "pendulum": Case("configs/pendulum.yaml", -200.0, (1,)),
+    "lunarlander": Case("configs/lunarlander.yaml", 200.0, (1,)),
+}
+
+#: rl-baselines3-zoo's tuned PPO for CartPole-v1 (hyperparams/ppo.yml, with n_timesteps
+#: 1e5; ``lin_x`` is a linear decay from x to 0). Everything else is SB3's default:
+#: vf_coef 0.5, max_grad_norm 0.5, 64x64 tanh actor and critic, orthogonal init, Adam eps 1e-5.
+RL_ZOO_CARTPOLE = {
+    "n_envs": 8,
+    "normalize": None,
+    "ppo": {
+        "n_steps": 32,
+        "batch_size": 256,
+        "n_epochs": 20,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+        "ent_coef": 0.0,
+        "learning_rate": {"linear": 1e-3},
+        "clip_range": {"linear": 0.2},
+    },
+    "policy_kwargs": {},
+}
+
+#: Our activation names and SB3's `activation_fn` (a torch.nn class).
+ACTIVATION_CLASSES = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}
+
+
+# -- the two sides' settings, as plain data (written to each child's spec file) ------------
+def our_overrides(case: Case, args: argparse.Namespace, seed: int, run_dir: Path) -> list[str]:
+    overrides = [
+        f"algorithm.seed={seed}",
+        f"algorithm.eval_interval={args.eval_interval}",
+        f"algorithm.nb_evals={args.nb_evals}",
+        "algorithm.checkpoint_interval=null",
+        "algorithm.stop_at_reward=null",
+        "save_best=false",
+        "progress_bar=false",
+        f"base_dir={run_dir.resolve()}",
+    ]
+    max_steps = args.max_steps or case.max_steps
+    if max_steps:
+        overrides.append(f"algorithm.max_steps={max_steps}")
+    return overrides
+
+
+def sb3_mirror(cfg: Any) -> dict[str, Any]:
+    """SB3's arguments for our config: every hyper-parameter under SB3's name.
+
+    Raises ValueError for settings SB3's PPO has no counterpart for.
+    """
+    from omegaconf import OmegaConf
+
+    algorithm, optimizer = cfg.algorithm, cfg.optimizer
+    if algorithm.variant != "ppo_clip":
+        raise ValueError(
+            f"algorithm.variant={algorithm.variant!r}: SB3 has only the clipped PPO (ppo_clip)"
+        )
+    if algorithm.policy_coef != 1.0 or algorithm.state_dependent_std:
+        raise ValueError("policy_coef != 1 and state_dependent_std have no SB3 counterpart")
+    if cfg.gym_env.vectorization != "sync":
+        raise ValueError("gym_env.vectorization must be 'sync' (SB3's DummyVecEnv)")
+    optimizer_kwargs = {
+        key: value
+        for key, value in optimizer.items()
+        if key not in ("classname", "lr") and value is not None
+    }
+    policy_kwargs: dict[str, Any] = {
+        "net_arch": {
+            "pi": list(algorithm.architecture.actor_hidden_size),
+            "vf": list(algorithm.architecture.critic_hidden_size),
+        },
+        "activation_fn": ACTIVATION_CLASSES[algorithm.architecture.activation],
+        "ortho_init": True,
+        "optimizer_class": str(optimizer.classname).rsplit(".", 1)[-1],
+        "optimizer_kwargs": optimizer_kwargs,
+    }
+    if is_continuous(cfg.gym_env.env_name, OmegaConf.to_container(cfg.gym_env.env_args)):
+        policy_kwargs["log_std_init"] = float(algorithm.init_log_std)
+    normalize = None
+    if algorithm.normalize_observations or algorithm.normalize_rewards:
+        normalize = {
+            "norm_obs": bool(algorithm.normalize_observations),
+            "norm_reward": bool(algorithm.normalize_rewards),
+            "clip_obs": float(algorithm.observation_clip),
+            # Our RewardScaler does not clip scaled rewards (VecNormalize's default is 10).
+            "clip_reward": float("inf"),
+            "gamma": float(algorithm.discount_factor),
+        }
+    return {
+        "n_envs": int(algorithm.n_envs),
+        "normalize": normalize,
+        "ppo": {
+            "n_steps": int(algorithm.n_steps),
+            "batch_size": int(algorithm.batch_size),
+            "n_epochs": int(algorithm.opt_epochs),
+            "gamma": float(algorithm.discount_factor),
+            "gae_lambda": float(algorithm.gae),
+            "learning_rate": _schedule(float(optimizer.lr), algorithm.anneal_lr),
+            "clip_range": _schedule(float(algorithm.clip_range), algorithm.anneal_clip_range),
+            # Ours takes the worse of the clipped and unclipped errors; SB3 the clipped one.
+            "clip_range_vf": algorithm.clip_range_vf,
+            "ent_coef": float(algorithm.entropy_coef),
+            "vf_coef": float(algorithm.critic_coef),
+            "max_grad_norm": float(algorithm.max_grad_norm),
+            "target_kl": algorithm.target_kl,
+            "normalize_advantage": bool(algorithm.normalize_advantage),
+        },
+        "policy_kwargs": policy_kwargs,
+    }
+
+
+def _schedule(value: float, linear: bool) -> float | dict[str, float]:
+    return {"linear": value} if linear else value
+
+
+def is_continuous(env_name: str, env_args: dict[str, Any]) -> bool:
+    import gymnasium as gym
+
+    env = gym.make(env_name, **env_args)
+    try:
+        return isinstance(env.action_space, gym.spaces.Box)
+    finally:
+        env.close()
+
+
+def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """One spec per run, in the order they run: ours, SB3, ours, SB3... seed by seed."""
+    from omegaconf import OmegaConf
+
+    from bbrl_ppo.env_agent import EVAL_SEED_OFFSET
+    from bbrl_ppo.training import load_config
+
+    case = CASES[case_name]
+    cfg = load_config(ROOT / case.config)
+    env_name = str(cfg.gym_env.env_name)
+    env_args = OmegaConf.to_container(cfg.gym_env.env_args)
+    sb3_settings = RL_ZOO_CARTPOLE if case.sb3 == "rl-zoo" else sb3_mirror(cfg)
+    sb3_steps = args.max_steps or case.sb3_max_steps or case.max_steps or cfg.algorithm.max_steps
+    specs = []
+    for seed in args.seeds:
+        run_dir = out / f"ours-S{seed}"
+        common = {"case": case_name, "seed": seed, "target": case.target}
+        specs.append(
+            {
+                **common,
+                "side": "ours",
+                "config": case.config,
+                "overrides": our_overrides(case, args, seed, run_dir),
+                "run_dir": str(run_dir.resolve()),
+            }
+        )
+        specs.append(
+            {
+                **common,
+                "side": "sb3",
+                "env_id": env_name,
+                "env_kwargs": env_args,
+                **sb3_settings,
+                "total_timesteps": int(sb3_steps),
+                "eval_interval": args.eval_interval,
+                "nb_evals": args.nb_evals,
+                "eval_seed": seed + EVAL_SEED_OFFSET,
+            }
+        )
+    return specs
+
+
+def describe_sb3(spec: dict[str, Any]) -> str:
+    """The SB3 calls a spec stands for, for a reader to check against the YAML config."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict) and set(value) == {"linear"}:
+            return f"LinearSchedule({value['linear']:g} -> 0 over the budget)"
+        if isinstance(value, dict):
+            return "dict(" + ", ".join(f"{k}={show(v)}" for k, v in value.items()) + ")"
+        return repr(value)
+
+    env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['n_envs']}, seed=SEED"
+    env += f", env_kwargs={spec['env_kwargs']!r})" if spec["env_kwargs"] else ")"
+    lines = [f"  env = {env}"]
+    if spec["normalize"]:
+        lines.append(f"  env = VecNormalize(env, {show(spec['normalize'])[5:-1]})")
+    lines.append("  PPO('MlpPolicy', env,")
+    lines += [f"      {key}={show(value)}," for key, value in spec["ppo"].items()]
+    policy_kwargs = spec["policy_kwargs"]
+    if policy_kwargs:
+        lines.append("      policy_kwargs=dict(")
+        for key, value in policy_kwargs.items():
+            shown = f"nn.{value}" if key == "activation_fn" else show(value)
+            shown = f"torch.optim.{value}" if key == "optimizer_class" else shown
+            lines.append(f"          {key}={shown},")
+        lines.append("      ),")
+    else:
+        lines.append("      policy_kwargs=SB3's defaults (64x64 tanh pi and vf, ortho init, Adam),")
+    lines.append(f"      seed=SEED, device='cpu').learn({spec['total_timesteps']:_})")
+    eval_env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['nb_evals']}, seed=SEED+"
+    eval_env += f"{spec['eval_seed'] - spec['seed']})"
+    if spec["normalize"]:
+        eval_env = f"VecNormalize({eval_env}, training=False, norm_reward=False) synced"
+    lines.append(
+        f"  evaluation every {spec['eval_interval']:,} env steps (checked after each train()): "
+        f"evaluate_policy(model, {eval_env}, n_eval_episodes={spec['nb_evals']}, "
+        "deterministic=True)"
+    )
+    return "\n".join(lines)
+
+
+# -- the children: one training run each, results to JSON --------------------------------
+@dataclass
+class Pause:
+    began: float
+    training_s: float
+    wall_s: float
+
+
+class TrainingClock:
+    """Wall time since `start`, less the time spent in excluded parts (evaluations...)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.excluded: dict[str, float] = {"eval": 0.0, "checkpoint": 0.0}
+        #: One row per evaluation: env steps, training and wall seconds before it, returns.
+        self.evals: list[dict[str, float]] = []
+
+    def pause(self) -> Pause:
+        now = time.perf_counter()
+        wall_s = now - self.start
+        return Pause(now, wall_s - sum(self.excluded.values()), wall_s)
+
+    def resume(
+        self, pause: Pause, part: str, steps: int = 0, returns: list[float] | None = None
+    ) -> None:
+        """Exclude the time since `pause`; `returns`: the episode returns of an evaluation."""
+        self.excluded[part] += time.perf_counter() - pause.began
+        if returns is None:
+            return
+        self.evals.append(
+            {
+                "steps": steps,
+                "train_s": pause.training_s,
+                "wall_s": pause.wall_s,
+                "mean": statistics.fmean(returns),
+                "std": statistics.pstdev(returns),
+                "min": min(returns),
+                "max": max(returns),
+            }
+        )
+
+    def result(self, steps: int) -> dict[str, Any]:
+        wall_s = time.perf_counter() - self.start
+        return {
+            "steps": steps,
+            "wall_s": wall_s,
+            "train_s": wall_s - sum(self.excluded.values()),
+            "eval_s": self.excluded["eval"],
+            "checkpoint_s": self.excluded["checkpoint"],
+            "evals": self.evals,
+        }
+
+
+def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    import torch
+
+    torch.set_num_threads(1)
+    import bbrl_ppo
+    from bbrl_ppo.ppo import ALGORITHMS
+    from bbrl_ppo.training import load_config
+
+    shutil.rmtree(spec["run_dir"], ignore_errors=True)
+    cfg = load_config(ROOT / spec["config"], spec["overrides"])
+
+    class Timed(ALGORITHMS[cfg.algorithm.variant]):
+        """Times `evaluate` (called after each update) and the checkpoint writes."""
+
+        def evaluate(self, force: bool = False) -> bool:
+            self.last_returns = None
+            pause = clock.pause()
+            improved = super().evaluate(force)
+            clock.resume(pause, "eval", self.nb_steps, self.last_returns)
+            return improved
+
+        def register_evaluation(self, rewards, policy=None) -> bool:
+            self.last_returns = torch.as_tensor(rewards).flatten().tolist()
+            return super().register_evaluation(rewards, policy)
+
+        def save_checkpoint(self):
+            pause = clock.pause()
+            try:
+                return super().save_checkpoint()
+            finally:
+                clock.resume(pause, "checkpoint")
+
+    algo = Timed(cfg)
+    clock = TrainingClock()
+    algo.run()
+    result = clock.result(algo.nb_steps)
+    algo.close()
+    return result, {"bbrl_ppo": bbrl_ppo.__version__}
+
+
+def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    import stable_baselines3
+    import torch
+
+    torch.set_num_threads(1)
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.utils import LinearSchedule
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+    def schedule(value: Any) -> Any:
+        return LinearSchedule(value["linear"], 0.0, 1.0) if isinstance(value, dict) else value
+
+    def make_envs(n_envs: int, seed: int) -> Any:
+        return make_vec_env(spec["env_id"], n_envs, seed=seed, env_kwargs=spec["env_kwargs"])
+
+    train_env = make_envs(spec["n_envs"], spec["seed"])
+    eval_env = make_envs(spec["nb_evals"], spec["eval_seed"])
+    if spec["normalize"]:
+        train_env = VecNormalize(train_env, **spec["normalize"])
+        eval_env = VecNormalize(
+            eval_env,
+            training=False,
+            norm_obs=spec["normalize"]["norm_obs"],
+            norm_reward=False,
+            clip_obs=spec["normalize"]["clip_obs"],
+        )
+    ppo = {key: schedule(value) for key, value in spec["ppo"].items()}
+    policy_kwargs = dict(spec["policy_kwargs"])
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
+    if "optimizer_class" in policy_kwargs:
+        policy_kwargs["optimizer_class"] = getattr(torch.optim, policy_kwargs["optimizer_class"])
+    model = PPO(
+        "MlpPolicy",
+        train_env,
+        **ppo,
+        policy_kwargs=policy_kwargs,
+        seed=spec["seed"],
+        device="cpu",
+        verbose=0,
+    )
+
+    class TimedEvaluation(BaseCallback):
+        """Evaluates after each ``train()`` when due, as our `evaluate` after each update."""
+
+        last_eval_step = 0
+
+        def _on_rollout_start(self) -> None:
+            self._evaluate_if_due()
+
+        def _on_training_end(self) -> None:
+            self._evaluate_if_due()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _evaluate_if_due(self) -> None:
+            if self.num_timesteps - self.last_eval_step < spec["eval_interval"]:
+                return
+            self.last_eval_step = self.num_timesteps
+            pause = clock.pause()
+            if spec["normalize"]:
+                sync_envs_normalization(self.training_env, eval_env)
+            returns, _ = evaluate_policy(
+                self.model,
+                eval_env,
+                n_eval_episodes=spec["nb_evals"],
+                deterministic=True,
+                return_episode_rewards=True,
+            )
+            clock.resume(pause, "eval", self.num_timesteps, [float(r) for r in returns])
+
+    clock = TrainingClock()
+    model.learn(total_timesteps=spec["total_timesteps"], callback=TimedEvaluation())
+    result = clock.result(model.num_timesteps)
+    train_env.close()
+    eval_env.close()
+    return result, {"stable_baselines3": stable_baselines3.__version__}
+
+
+def run_child(side: str, spec_path: Path) -> None:
+    """Train once as the spec says; write the result JSON and the evaluations CSV."""
+    spec = json.loads(spec_path.read_text())
+    result, versions = (train_ours if side == "ours" else train_sb3)(spec)
+    import gymnasium
+    import torch
+
+    versions.update(torch=torch.__version__, gymnasium=gymnasium.__version__)
+
+    result.update(
+        side=side,
+        seed=spec["seed"],
+        spec=spec,
+        versions=versions,
+        torch_threads=torch.get_num_threads(),
+        cores=sorted(os.sched_getaffinity(0)),
+        # ru_maxrss is in KiB on Linux.
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        date=datetime.now().isoformat(timespec="seconds"),
+    )
+    result_path = spec_path.with_name(f"{side}-S{spec['seed']}.json")
+    result_path.write_text(json.dumps(result, indent=1))
+    with result_path.with_suffix(".evals.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(
+            file, fieldnames=["steps", "train_s", "wall_s", *"mean std min max".split()]
+        )
+        writer.writeheader()
+        writer.writerows(result["evals"])
+
+
+# -- the parent: orchestration and the table -----------------------------------------------
+def launch(spec: dict[str, Any], out: Path, cores: Queue) -> None:
+    """Run one child on a core taken from `cores` (given back afterwards)."""
+    name = f"{spec['side']}-S{spec['seed']}"
+    spec_path = out / f"{name}.spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    (out / f"{name}.json").unlink(missing_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", spec["side"]]
+    command += ["--spec", str(spec_path.resolve())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    core = cores.get()
+    try:
+        if shutil.which("taskset"):
+            command = ["taskset", "-c", str(core), *command]
+        print(f"  {SIDE_NAMES[spec['side']]:<8} seed {spec['seed']} on core {core}...", flush=True)
+        with (out / f"{name}.log").open("w") as log:
+            subprocess.run(command, env=env, stdout=log, stderr=log, cwd=ROOT)
+    finally:
+        cores.put(core)
+
+
+def first_reaching(result: dict[str, Any], target: float) -> dict[str, float] | None:
+    return next((row for row in result["evals"] if row["mean"] >= target), None)
+
+
+def summarize(result: dict[str, Any], target: float) -> dict[str, float | None]:
+    reached = first_reaching(result, target)
+    return {
+        "steps": result["steps"],
+        "train_s": result["train_s"],
+        "steps_per_s": result["steps"] / result["train_s"],
+        "steps_to_target": reached["steps"] if reached else None,
+        "train_s_to_target": reached["train_s"] if reached else None,
+        "wall_s": result["wall_s"],
+        "eval_s": result["eval_s"],
+        "final_eval": result["evals"][-1]["mean"] if result["evals"] else None,
+        "peak_rss_mib": result["peak_rss_mib"],
+    }
+
+
+COLUMNS = [
+    # key, header, format, whether the ratio ours / SB3 means anything
+    ("steps", "env steps", "{:,.0f}", False),
+    ("train_s", "train s", "{:,.1f}", True),
+    ("steps_per_s", "steps/s", "{:,.0f}", True),
+    ("steps_to_target", "steps to target", "{:,.0f}", True),
+    ("train_s_to_target", "train s to target", "{:,.1f}", True),
+    ("wall_s", "wall s incl. eval", "{:,.1f}", True),
+    ("eval_s", "eval s", "{:,.1f}", False),  # depends on the episodes' lengths
+    ("final_eval", "final eval", "{:,.1f}", False),
+    ("peak_rss_mib", "peak RSS MiB", "{:,.0f}", True),
+]
+
+
+def load_results(out: Path, seeds: list[int]) -> dict[tuple[int, str], dict[str, Any] | None]:
+    """Each run's result, by (seed, side), in the order they ran; None for a failed run."""
+    results = {}
+    for seed in seeds:
+        for side in SIDES:
+            path = out / f"{side}-S{seed}.json"
+            results[seed, side] = json.loads(path.read_text()) if path.is_file() else None
+    return results
+
+
+def print_settings(ours_spec: dict[str, Any] | None, sb3_spec: dict[str, Any] | None) -> None:
+    if ours_spec is not None:
+        overrides = [
+            item
+            for item in ours_spec["overrides"]
+            if not item.startswith(("base_dir=", "algorithm.seed="))
+        ]
+        print(f"bbrl_ppo side: load_config({ours_spec['config']!r}) with {' '.join(overrides)}")
+    if sb3_spec is not None:
+        print("SB3 side (SEED: the run's seed):")
+        print(describe_sb3(sb3_spec))
+
+
+def _cell(value: float | None, fmt: str, title: str) -> str:
+    text = fmt.format(value) if value is not None else "n/a"
+    return f"{text:>{max(len(title), 9)}}"
+
+
+def print_table(case_name: str, results: dict[tuple[int, str], dict[str, Any] | None]) -> None:
+    case = CASES[case_name]
+    rows = {key: summarize(r, case.target) if r else None for key, r in results.items()}
+    done = [result for result in results.values() if result]
+    if not done:
+        print("No results")
+        return
+    versions = {key: value for result in done for key, value in result["versions"].items()}
+    cores = sorted({core for result in done for core in result["cores"]})
+    print(
+        f"{case_name}: target eval mean >= {case.target:g}; cores {cores}, "
+        f"{done[0]['torch_threads']} torch thread; "
+        + ", ".join(f"{key} {value}" for key, value in sorted(versions.items()))
+    )
+    print(
+        "train s: wall s of run() / learn() less evaluations (and our final checkpoint "
+        "write); ours/SB3: median over seeds of the per-seed ratios"
+    )
+    header = f"{'seed':>4} | {'side':<8} | " + " | ".join(
+        f"{title:>{max(len(title), 9)}}" for _, title, _, _ in COLUMNS
+    )
+    print(header)
+    print("-" * len(header))
+    for (seed, side), row in rows.items():
+        if row is None:
+            print(f"{seed:>4} | {SIDE_NAMES[side]:<8} | no result: see {side}-S{seed}.log")
+            continue
+        cells = " | ".join(_cell(row[key], fmt, title) for key, title, fmt, _ in COLUMNS)
+        print(f"{seed:>4} | {SIDE_NAMES[side]:<8} | {cells}")
+    seeds = sorted({seed for seed, _ in rows})
+    for side in SIDES if len(seeds) > 1 else ():
+        side_rows = [row for (_, s), row in rows.items() if s == side and row]
+        cells = " | ".join(
+            _cell(_median([row[key] for row in side_rows]), fmt, title)
+            for key, title, fmt, _ in COLUMNS
+        )
+        print(f"{'med':>4} | {SIDE_NAMES[side]:<8} | {cells}")
+    ratios = []
+    for key, title, _, meaningful in COLUMNS:
+        pairs = [(rows[seed, "ours"], rows[seed, "sb3"]) for seed in seeds]
+        per_seed = [
+            ours[key] / theirs[key]
+            for ours, theirs in pairs
+            if meaningful and ours and theirs and ours[key] is not None and theirs[key]
+        ]
+        ratios.append(
+            _cell(_median(per_seed), "{:.2f}", title) if per_seed else _cell(None, "", title)
+        )
+    print(f"{'':>4} | {'ours/SB3':<8} | {' | '.join(ratios)}")
+    for side in SIDES:
+        reached = sum(
+            1 for (_, s), row in rows.items() if s == side and row and row["steps_to_target"]
+        )
+        runs = sum(1 for (_, s), row in rows.items() if s == side and row)
+        print(f"{SIDE_NAMES[side]}: {reached}/{runs} runs reached the target")
+
+
+def _median(values: list[float | None]) -> float | None:
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=sorted(CASES), default="cartpole")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the case's")
+    parser.add_argument("--max-steps", type=int, help="budget of both sides (default: the case's)")
+    parser.add_argument("--eval-interval", type=int, default=2048, help="env steps")
+    parser.add_argument("--nb-evals", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        nargs="+",
+        help="cores to pin runs to, one run each (default: the last)",
+    )
+    parser.add_argument("--out", default="outputs/compare_peers")
+    parser.add_argument(
+        "--report", action="store_true", help="only print the table of the runs already made"
+    )
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        run_child(args.child, args.spec)
+        return
+
+    args.seeds = args.seeds or list(CASES[args.case].seeds)
+    out = Path(args.out) / args.case
+    if not args.report:
+        out.mkdir(parents=True, exist_ok=True)
+        specs = make_specs(args.case, args, out)
+        print_settings(specs[0], specs[1])
+        cores = args.cores or [max(os.sched_getaffinity(0))]
+        free_cores: Queue = Queue()
+        for core in cores:
+            free_cores.put(core)
+        print(f"Training {len(specs)} runs, alternating sides, logs in {out}:")
+        with ThreadPoolExecutor(max_workers=len(cores)) as pool:
+            for future in [pool.submit(launch, spec, out, free_cores) for spec in specs]:
+                future.result()
+        print()
+    results = load_results(out, args.seeds)
+    if args.report:
+        first = {
+            side: next((r["spec"] for (_, s), r in results.items() if s == side and r), None)
+            for side in SIDES
+        }
+        print_settings(first["ours"], first["sb3"])
+        print()
+    print_table(args.case, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""benchmarks/compare_peers.py: the SB3 mirror of our configs, the summary, one tiny run."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bbrl_ppo.training import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "compare_peers.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("compare_peers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+compare_peers = _load_script()
+
+
+def test_cartpole_mirror_passes_every_hyper_parameter_under_sb3_names():
+    cfg = load_config(ROOT / "configs" / "cartpole.yaml")
+    mirror = compare_peers.sb3_mirror(cfg)
+    assert mirror["n_envs"] == 8
+    assert mirror["normalize"] is None
+    assert mirror["ppo"] == {
+        "n_steps": 32,
+        "batch_size": 256,
+        "n_epochs": 20,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+        "learning_rate": {"linear": 0.001},
+        "clip_range": {"linear": 0.2},
+        "clip_range_vf": None,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "target_kl": None,
+        "normalize_advantage": True,
+    }
+    assert mirror["policy_kwargs"] == {
+        "net_arch": {"pi": [64, 64], "vf": [64, 64]},
+        "activation_fn": "Tanh",
+        "ortho_init": True,
+        "optimizer_class": "Adam",
+        "optimizer_kwargs": {"eps": 1e-5},
+    }
+    # The rl-zoo preset of the cartpole-defaults case holds the same values.
+    zoo = compare_peers.RL_ZOO_CARTPOLE["ppo"]
+    assert {key: mirror["ppo"][key] for key in zoo} == zoo
+
+
+def test_pendulum_mirror_normalizes_and_sets_the_initial_log_std():
+    cfg = load_config(ROOT / "configs" / "pendulum.yaml")
+    mirror = compare_peers.sb3_mirror(cfg)
+    assert mirror["normalize"] == {
+        "norm_obs": True,
+        "norm_reward": True,
+        "clip_obs": 10.0,
+        "clip_reward": float("inf"),
+        "gamma": 0.9,
+    }
+    assert mirror["ppo"]["target_kl"] == 0.03
+    assert mirror["ppo"]["learning_rate"] == {"linear": 0.001}
+    assert mirror["ppo"]["clip_range"] == 0.2
+    assert mirror["policy_kwargs"]["log_std_init"] == 0.0
+
+
+def test_kl_penalty_variant_has_no_sb3_counterpart():
+    cfg = load_config(ROOT / "configs" / "cartpole_kl.yaml")
+    with pytest.raises(ValueError, match="ppo_kl"):
+        compare_peers.sb3_mirror(cfg)
+
+
+def test_summary_reads_the_first_evaluation_that_reaches_the_target():
+    rows = [
+        {"steps": 2048, "train_s": 2.0, "mean": 300.0},
+        {"steps": 4096, "train_s": 4.5, "mean": 500.0},
+        {"steps": 6144, "train_s": 7.0, "mean": 450.0},
+    ]
+    result = {
+        "steps": 8192,
+        "train_s": 8.0,
+        "wall_s": 9.5,
+        "eval_s": 1.5,
+        "evals": rows,
+        "peak_rss_mib": 300.0,
+    }
+    summary = compare_peers.summarize(result, target=500.0)
+    assert summary["steps_to_target"] == 4096
+    assert summary["train_s_to_target"] == 4.5
+    assert summary["final_eval"] == 450.0
+    assert summary["steps_per_s"] == 1024.0
+    assert compare_peers.summarize(result, target=600.0)["steps_to_target"] is None
+
+
+@pytest.mark.slow
+def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    command = [sys.executable, str(SCRIPT), "--case", "cartpole", "--seeds", "1"]
+    command += ["--max-steps", "600", "--eval-interval", "200", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "   1 | bbrl_ppo |" in completed.stdout
+    assert "   1 | SB3      |" in completed.stdout
+    for side in ("ours", "sb3"):
+        result = json.loads((tmp_path / "cartpole" / f"{side}-S1.json").read_text())
+        assert result["steps"] >= 600
+        assert result["torch_threads"] == 1
+        assert len(result["evals"]) >= 2
+        assert 0 < result["train_s"] < result["wall_s"]
+    report = subprocess.run(
+        [*command, "--report"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert completed.stdout.splitlines()[-3:] == report.stdout.splitlines()[-3:]
