@@ -108,7 +108,9 @@ class DiscretePolicy(StochasticPolicy):
         )
 
     def dist(self, observation: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.model(self.obs_normalizer(observation)))
+        # validate_args=False: the logits come from our own network; checking them costs
+        # several tensor operations per call, paid at every step and every minibatch.
+        return Categorical(logits=self.model(self.obs_normalizer(observation)), validate_args=False)
 
     def best_action(self, distribution: Categorical) -> torch.Tensor:
         return distribution.logits.argmax(dim=-1)
@@ -162,7 +164,7 @@ class GaussianPolicy(StochasticPolicy):
         else:
             log_std = self.log_std.expand_as(mean)
         # Independent sums log-probs and entropies over action dimensions.
-        return Independent(Normal(mean, log_std.exp()), 1)
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def best_action(self, distribution: Independent) -> torch.Tensor:
         return distribution.mean

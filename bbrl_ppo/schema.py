@@ -134,6 +134,10 @@ class OptimizerConfig:
     #: Adam's epsilon: 1e-5 rather than torch's 1e-8 (the PPO implementations' value);
     #: null for an optimizer without one (SGD).
     eps: float | None = field(default=1e-5, metadata=_optional(positive()))
+    #: Fused (one kernel per step) or foreach implementation; null: fused where the
+    #: optimizer has one (Adam, AdamW, SGD), torch's default otherwise.
+    fused: bool | None = None
+    foreach: bool | None = None
     weight_decay: float | None = field(
         default=None, metadata=_optional(_check(lambda v: v >= 0, "a number >= 0"))
     )
