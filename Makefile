@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 CONFIG ?= configs/cartpole.yaml
 
-.PHONY: run test test-quick lint format bench bench-peers clean
+.PHONY: run test test-quick lint format bench bench-peers notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-notebooks: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[notebooks]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -51,6 +55,9 @@ CASE ?= cartpole
 BENCH_ARGS ?=
 bench-peers: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/compare_peers.py --case $(CASE) $(BENCH_ARGS)
+
+notebooks: $(VENV)/.installed-notebooks
+	cd notebooks && ../$(BIN)/jupyter lab
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

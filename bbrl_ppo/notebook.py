@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 
@@ -26,10 +29,25 @@ def setup_tensorboard(path: str | Path) -> None:
         from IPython import get_ipython
 
         shell = get_ipython()
+        find_tensorboard_binary()
         shell.run_line_magic("load_ext", "tensorboard")
         shell.run_line_magic("tensorboard", f'--logdir "{path}"')
     else:
         print(f"To watch training, run in a terminal:  tensorboard --logdir {path}")
+
+
+def find_tensorboard_binary() -> None:
+    """Point ``TENSORBOARD_BINARY`` at the ``tensorboard`` installed beside this Python.
+
+    The ``%tensorboard`` magic runs ``tensorboard`` from PATH, which lacks the
+    virtual environment's ``bin/`` when Jupyter was started without activating it
+    (``.venv/bin/jupyter lab``); the magic then only prints an error.
+    """
+    if os.environ.get("TENSORBOARD_BINARY") or shutil.which("tensorboard"):
+        return
+    beside_python = Path(sys.executable).parent / "tensorboard"
+    if beside_python.is_file():
+        os.environ["TENSORBOARD_BINARY"] = str(beside_python)
 
 
 def show_video(path: str | Path) -> None:
