@@ -24,7 +24,8 @@ ours never imports stable_baselines3.
 
 How evaluation is kept out of training time, on both sides alike: after each update, when
 ``eval_interval`` env steps have passed since the last evaluation, ``nb_evals``
-deterministic episodes run side by side in a vector env of ``nb_evals`` envs (ours:
+deterministic episodes run side by side in a vector env of ``nb_evals`` envs (SB3: of
+``--sb3-eval-envs`` envs when given; 1 is the usual ``EvalCallback`` set-up) (ours:
 `evaluate`, called once per update; SB3: ``evaluate_policy`` in a callback at the start of
 each rollout, i.e. right after each ``train()``, and at the end of ``learn``). Each side
 adds up the wall time spent inside its evaluations and subtracts it from the wall time of
@@ -246,6 +247,7 @@ def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict
                 "total_timesteps": int(sb3_steps),
                 "eval_interval": args.eval_interval,
                 "nb_evals": args.nb_evals,
+                "eval_envs": args.sb3_eval_envs or args.nb_evals,
                 "eval_seed": seed + EVAL_SEED_OFFSET,
             }
         )
@@ -280,7 +282,7 @@ def describe_sb3(spec: dict[str, Any]) -> str:
     else:
         lines.append("      policy_kwargs=SB3's defaults (64x64 tanh pi and vf, ortho init, Adam),")
     lines.append(f"      seed=SEED, device='cpu').learn({spec['total_timesteps']:_})")
-    eval_env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['nb_evals']}, seed=SEED+"
+    eval_env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['eval_envs']}, seed=SEED+"
     eval_env += f"{spec['eval_seed'] - spec['seed']})"
     if spec["normalize"]:
         eval_env = f"VecNormalize({eval_env}, training=False, norm_reward=False) synced"
@@ -404,7 +406,7 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         return make_vec_env(spec["env_id"], n_envs, seed=seed, env_kwargs=spec["env_kwargs"])
 
     train_env = make_envs(spec["n_envs"], spec["seed"])
-    eval_env = make_envs(spec["nb_evals"], spec["eval_seed"])
+    eval_env = make_envs(spec["eval_envs"], spec["eval_seed"])
     if spec["normalize"]:
         train_env = VecNormalize(train_env, **spec["normalize"])
         eval_env = VecNormalize(
@@ -649,6 +651,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, help="budget of both sides (default: the case's)")
     parser.add_argument("--eval-interval", type=int, default=2048, help="env steps")
     parser.add_argument("--nb-evals", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument(
+        "--sb3-eval-envs",
+        type=int,
+        help="envs of SB3's evaluation env (default: --nb-evals, side by side like ours; "
+        "1 is SB3's usual EvalCallback set-up, one episode at a time)",
+    )
     parser.add_argument(
         "--cores",
         type=int,
