@@ -372,9 +372,9 @@ class PPOClip(EpisodicAlgo):
             "approx_kl": kl_value,
             "clip_fraction": clip_value,
         }
-        where = self._where()
-        for name in ("policy_loss", "value_loss", "entropy"):
-            check_finite_value(name.replace("_", " "), metrics[name], where)
+        self._require_finite(
+            policy_loss=policy_value, value_loss=value_value, entropy=entropy_value
+        )
 
         policy_objective = settings.policy_coef * terms.loss - settings.entropy_coef * entropy
         self.policy_optimizer.zero_grad(set_to_none=True)
@@ -386,11 +386,16 @@ class PPOClip(EpisodicAlgo):
                 clip_grad_norm_(self._critic_parameters, settings.max_grad_norm, foreach=True),
             )
         ).tolist()
-        check_finite_value("policy gradient norm", norms[0], where)
-        check_finite_value("critic gradient norm", norms[1], where)
+        self._require_finite(policy_gradient_norm=norms[0], critic_gradient_norm=norms[1])
         self.policy_optimizer.step()
         self.critic_optimizer.step()
         return metrics
+
+    def _require_finite(self, **values: float) -> None:
+        """Raise `NumericalError` on the first non-finite value; the message is built only then."""
+        for name, value in values.items():
+            if not math.isfinite(value):
+                check_finite_value(name.replace("_", " "), value, self._where())
 
     def _where(self) -> str:
         """Where the update is, for error messages."""

@@ -38,17 +38,19 @@ class RandomDiscreteAgent(Agent):
         self.set(("action", t), torch.randint(0, self.n_actions, (self.n_envs,)))
 
 
-def workspace_rollouts(env_agent: Agent, n_envs: int, total_steps: int) -> float:
-    """Steps/s of `env_agent` driven by a random policy, in workspaces of CHUNK steps."""
-    agent = TemporalAgent(Agents(env_agent, RandomDiscreteAgent(n_envs, 2)))
+def workspace_rollouts(
+    env_agent: Agent, n_envs: int, total_steps: int, n_actions: int = 2, chunk: int = CHUNK
+) -> float:
+    """Steps/s of `env_agent` driven by a random policy, in workspaces of `chunk` steps."""
+    agent = TemporalAgent(Agents(env_agent, RandomDiscreteAgent(n_envs, n_actions)))
     workspace = Workspace()
-    agent(workspace, t=0, n_steps=CHUNK)  # warm-up and first reset, not timed
+    agent(workspace, t=0, n_steps=chunk)  # warm-up and first reset, not timed
     steps = 0
     start = time.perf_counter()
     while steps < total_steps:
         workspace.copy_n_last_steps(1)
-        agent(workspace, t=1, n_steps=CHUNK - 1)
-        steps += (CHUNK - 1) * n_envs
+        agent(workspace, t=1, n_steps=chunk - 1)
+        steps += (chunk - 1) * n_envs
     return steps / (time.perf_counter() - start)
 
 

@@ -22,8 +22,7 @@ from functools import partial
 
 import gymnasium as gym
 import torch
-from bbrl.agents import Agent, Agents, TemporalAgent
-from bbrl.workspace import Workspace
+from env_throughput import workspace_rollouts  # the same timed loop (benchmarks/ is on sys.path)
 
 from bbrl_ppo import VectorGymAgent
 
@@ -45,29 +44,12 @@ class BusyStep(gym.Wrapper):
         return self.env.step(action)
 
 
-class RandomActions(Agent):
-    def __init__(self, n_envs: int, n_actions: int):
-        super().__init__()
-        self.n_envs, self.n_actions = n_envs, n_actions
-
-    def forward(self, t: int, **kwargs) -> None:
-        self.set(("action", t), torch.randint(0, self.n_actions, (self.n_envs,)))
-
-
 def steps_per_second(env_name: str, n_envs: int, cost_us: float, mode: str, steps: int) -> float:
     wrappers = [partial(BusyStep, cost_us=cost_us)] if cost_us > 0 else []
     env_agent = VectorGymAgent(env_name, n_envs, wrappers=wrappers, vectorization=mode, seed=0)
     try:
-        agent = TemporalAgent(Agents(env_agent, RandomActions(n_envs, env_agent.action_space.n)))
-        workspace = Workspace()
-        agent(workspace, t=0, n_steps=CHUNK)  # start-up and first reset, not timed
-        done = 0
-        start = time.perf_counter()
-        while done < steps:
-            workspace.copy_n_last_steps(1)
-            agent(workspace, t=1, n_steps=CHUNK - 1)
-            done += (CHUNK - 1) * n_envs
-        return done / (time.perf_counter() - start)
+        n_actions = int(env_agent.action_space.n)
+        return workspace_rollouts(env_agent, n_envs, steps, n_actions=n_actions, chunk=CHUNK)
     finally:
         env_agent.close()
 
