@@ -1,0 +1,194 @@
+"""Where PPO's training time goes: phases of a run, one minibatch step, one small op.
+
+Usage: python benchmarks/update_cost.py [--steps 20000] [--repeats 2] [--compile] [--phases-only]
+
+Pins itself to the last core with one torch thread, then prints:
+
+1. the phases of a `PPOClip` run on ``configs/cartpole.yaml`` (evaluation off):
+   collection, `prepare_rollout`, `update`, `after_update`, timed by a subclass;
+2. one `train_minibatch` on a CartPole rollout, repeated, with the optimizer's
+   single-tensor, foreach and fused Adam;
+3. the cost of one small torch op (``x + 1`` on a 256x64 tensor), the floor that
+   every one of the ~150 ops of a minibatch step pays;
+4. with ``--compile``: a hand-written PPO step for the same two 64x64 networks, eager
+   and under ``torch.compile`` (loss and optimizer step), with the compile time.
+
+To time an older version of the package, put its checkout first on the path:
+``PYTHONPATH=/path/to/old/checkout python benchmarks/update_cost.py --phases-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bbrl_ppo.ppo import PPOClip
+from bbrl_ppo.training import load_config
+
+CARTPOLE = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
+PHASES = ("prepare_rollout", "update", "after_update")
+
+
+class PhaseTimedPPO(PPOClip):
+    """PPOClip adding up the wall time of each stage of `run`."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    def _timed(self, phase, *args):
+        start = time.perf_counter()
+        result = getattr(super(), phase)(*args)
+        self.seconds[phase] += time.perf_counter() - start
+        return result
+
+    def prepare_rollout(self, workspace):
+        return self._timed("prepare_rollout", workspace)
+
+    def update(self, rollout):
+        return self._timed("update", rollout)
+
+    def after_update(self, workspace, rollout, metrics):
+        return self._timed("after_update", workspace, rollout, metrics)
+
+
+def cartpole_config(steps: int):
+    overrides = [
+        f"algorithm.max_steps={steps}",
+        "algorithm.eval_interval=100000000",
+        "progress_bar=false",
+        "save_best=false",
+        "algorithm.checkpoint_interval=null",
+    ]
+    return load_config(CARTPOLE, overrides)
+
+
+def phases(steps: int) -> dict[str, float]:
+    algo = PhaseTimedPPO(cartpole_config(steps))
+    start = time.perf_counter()
+    algo.run()
+    total = time.perf_counter() - start
+    algo.close()
+    return {"collection": total - sum(algo.seconds.values()), **algo.seconds, "total": total}
+
+
+def minibatch_ms(kind: str, repeats: int = 300) -> float:
+    """Milliseconds per `train_minibatch` on one rollout, with Adam of `kind`."""
+    algo = PPOClip(cartpole_config(2000))
+    workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
+    rollout = algo.prepare_rollout(workspace)
+    algo._anneal()
+    from bbrl_ppo.ppo import UpdateSettings  # absent from versions before the lean update
+
+    algo.settings = UpdateSettings.from_config(algo.cfg.algorithm)
+    options = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    for name in ("policy_optimizer", "critic_optimizer"):
+        agent = algo.train_policy if name == "policy_optimizer" else algo.critic_agent
+        optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3, eps=1e-5, **options[kind])
+        setattr(algo, name, optimizer)
+    batch = rollout.select(torch.randperm(len(rollout)))
+    for _ in range(20):
+        algo.train_minibatch(batch)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        algo.train_minibatch(batch)
+    algo.close()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def small_op_us(repeats: int = 5000) -> float:
+    x = torch.randn(256, 64)
+    for _ in range(100):
+        x + 1
+    start = time.perf_counter()
+    for _ in range(repeats):
+        x + 1
+    return (time.perf_counter() - start) / repeats * 1e6
+
+
+def hand_written_step(compiled: bool) -> tuple[float, float]:
+    """(first-call seconds, ms per step) of a plain PPO-clip step for two 64x64 MLPs."""
+
+    def mlp(outputs: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(
+            torch.nn.Linear(4, 64), torch.nn.Tanh(),
+            torch.nn.Linear(64, 64), torch.nn.Tanh(),
+            torch.nn.Linear(64, outputs),
+        )  # fmt: skip
+
+    policy, critic = mlp(2), mlp(1)
+    optimizer = torch.optim.Adam([*policy.parameters(), *critic.parameters()], lr=3e-4)
+    obs, actions = torch.randn(256, 4), torch.randint(0, 2, (256,))
+    advantages, old_log_probs, returns = torch.randn(256), torch.randn(256), torch.randn(256)
+
+    def loss_fn():
+        log_probs = torch.log_softmax(policy(obs), -1).gather(1, actions[:, None]).squeeze(1)
+        ratio = torch.exp(log_probs - old_log_probs)
+        clipped = ratio.clamp(0.8, 1.2) * advantages
+        policy_loss = -torch.min(ratio * advantages, clipped).mean()
+        return policy_loss + 0.5 * ((critic(obs).squeeze(1) - returns) ** 2).mean()
+
+    loss = torch.compile(loss_fn) if compiled else loss_fn
+    optimizer_step = torch.compile(optimizer.step) if compiled else optimizer.step
+
+    def step():
+        optimizer.zero_grad()
+        loss().backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+        torch.nn.utils.clip_grad_norm_(critic.parameters(), 0.5)
+        optimizer_step()
+
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(50):
+        step()
+    start = time.perf_counter()
+    for _ in range(300):
+        step()
+    return first, (time.perf_counter() - start) / 300 * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000, help="env steps of the timed run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of the phase timing")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument(
+        "--phases-only", action="store_true", help="only the phases (works on older versions)"
+    )
+    args = parser.parse_args()
+    last = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {last})
+    torch.set_num_threads(1)
+    print(f"core {last}, 1 torch thread, torch {torch.__version__}")
+
+    runs = [phases(args.steps) for _ in range(args.repeats)]
+    print(f"\nPPOClip on configs/cartpole.yaml, {args.steps} env steps, evaluation off (s):")
+    for name in ("collection", *PHASES, "total"):
+        values = " / ".join(f"{run[name]:.2f}" for run in runs)
+        print(f"  {name:<16} {values}")
+
+    if args.phases_only:
+        return
+    print("\ntrain_minibatch on one CartPole rollout (ms, median of 3):")
+    for kind in ("single", "foreach", "fused"):
+        print(f"  Adam {kind:<8} {statistics.median(minibatch_ms(kind) for _ in range(3)):.2f}")
+
+    print(f"\nx + 1 on a 256x64 float tensor: {small_op_us():.1f} us")
+
+    if args.compile:
+        print("\nhand-written PPO step, two 64x64 MLPs, batch 256:")
+        for compiled in (False, True):
+            first, per_step = hand_written_step(compiled)
+            label = "torch.compile" if compiled else "eager"
+            print(f"  {label:<14} first call {first:.1f} s, then {per_step:.2f} ms/step")
+
+
+if __name__ == "__main__":
+    main()
