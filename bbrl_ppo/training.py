@@ -63,7 +63,8 @@ def _train(algo: PPOClip) -> PPOClip:
         algo.close()
     written = sorted(path.name for path in algo.base_dir.iterdir() if path.is_file())
     print(
-        f"Done: {algo.nb_steps} env steps, best evaluation mean {algo.best_reward:.2f}.\n"
+        f"{'Stopped' if algo.interrupted else 'Done'}: {algo.nb_steps} env steps, "
+        f"best evaluation mean {algo.best_reward:.2f}.\n"
         f"Results in {algo.base_dir}: {', '.join(written)}\n"
         f"  tensorboard --logdir {algo.base_dir}"
     )
