@@ -29,11 +29,23 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     return ((log_ratio.exp() - 1) - log_ratio).mean()
 
 
+def _clip_diagnostics(
+    log_ratio: torch.Tensor, ratio: torch.Tensor, clip_range: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(approx_kl, clip_fraction) from the ratio the loss already computed."""
+    with torch.no_grad():
+        ratio_minus_one = ratio - 1
+        kl = (ratio_minus_one - log_ratio).mean()  # approx_kl, without recomputing exp
+        clip_fraction = (ratio_minus_one.abs() > clip_range).float().mean()
+    return kl, clip_fraction
+
+
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero mean, unit std; a minibatch of one is left as is (its std is undefined)."""
     if advantages.numel() < 2:
         return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+    std, mean = torch.std_mean(advantages)
+    return (advantages - mean) / (std + eps)
 
 
 def clipped_surrogate(
@@ -48,9 +60,7 @@ def clipped_surrogate(
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
     loss = -torch.min(unclipped, clipped).mean()
-    with torch.no_grad():
-        clip_fraction = ((ratio - 1).abs() > clip_range).float().mean()
-        kl = approx_kl(log_ratio)
+    kl, clip_fraction = _clip_diagnostics(log_ratio, ratio, clip_range)
     return SurrogateTerms(loss=loss, approx_kl=kl, clip_fraction=clip_fraction)
 
 
@@ -96,9 +106,9 @@ def value_loss(
     `clip_range_vf` from its pre-update prediction to lower the loss. The scale
     is plain MSE (SB3's choice; CleanRL uses 0.5 MSE): ``critic_coef`` weighs it.
     """
-    unclipped = (values - returns) ** 2
     if not clip_range_vf:
-        return unclipped.mean()
+        return torch.nn.functional.mse_loss(values, returns)  # one op (and one backward node)
+    unclipped = (values - returns) ** 2
     old_values = old_values.detach()
     clipped_values = old_values + (values - old_values).clamp(-clip_range_vf, clip_range_vf)
     clipped = (clipped_values - returns) ** 2

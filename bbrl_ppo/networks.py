@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from bbrl_ppo.flat_parameters import can_flatten, flat_optimizer
 from bbrl_ppo.registry import resolve_optimizer, unexpected_arguments
 
 
@@ -69,7 +70,7 @@ def _mlp(sizes, activation, output_activation, init: float | None) -> nn.Sequent
 
 
 def setup_optimizer(
-    cfg_optimizer, *agents: nn.Module, prefer_fused: bool = False
+    cfg_optimizer, *agents: nn.Module, prefer_fused: bool = False, flat: bool = False
 ) -> torch.optim.Optimizer:
     """Build the optimizer named by ``cfg_optimizer.classname`` over the agents' parameters.
 
@@ -82,6 +83,11 @@ def setup_optimizer(
     AdamW, SGD) uses it unless the config says otherwise: one kernel per
     parameter group instead of a dozen small operations per parameter, which on
     small PPO networks is most of the optimizer's time.
+
+    With `flat` and a single agent, the agent's parameters and gradients are
+    moved into contiguous buffers (`bbrl_ppo.flat_parameters`) when the optimizer
+    updates each element on its own (Adam, SGD...): one optimizer step and one
+    gradient clipping over one tensor. Other optimizers ignore `flat`.
     """
     arguments = dict(cfg_optimizer)
     optimizer_class = resolve_optimizer(str(arguments.pop("classname")))
@@ -96,6 +102,8 @@ def setup_optimizer(
             f"{optimizer_class.__name__} takes no {', '.join(map(repr, unexpected))}: set "
             f"{', '.join(f'optimizer.{key}: null' for key in unexpected)} in the config"
         )
+    if flat and len(agents) == 1 and can_flatten(optimizer_class, agents[0]):
+        return flat_optimizer(optimizer_class, agents[0], **arguments)
     parameters = [p for agent in agents for p in agent.parameters()]
     return optimizer_class(parameters, **arguments)
 

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import torch
 from bbrl.agents import Agent
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.distributions import Distribution
 
 from bbrl_ppo.checkpoint import RecordsInitArgs
+from bbrl_ppo.distributions import DiagonalGaussian, LogitsCategorical
 from bbrl_ppo.networks import build_ortho_mlp
 from bbrl_ppo.normalizers import ObservationNormalizer
 
@@ -85,9 +86,9 @@ class StochasticPolicy(RecordsInitArgs, Agent):
 class DiscretePolicy(StochasticPolicy):
     """A categorical policy over `n_actions` actions.
 
-    Log-probabilities come from the logits (`Categorical(logits=...)` normalizes
-    them with log-softmax), never from ``probs.log()``, which underflows to
-    -inf once a probability rounds to 0.
+    Log-probabilities come from the logits (`LogitsCategorical` normalizes them
+    with log-softmax), never from ``probs.log()``, which underflows to -inf once
+    a probability rounds to 0.
     """
 
     def __init__(
@@ -107,12 +108,10 @@ class DiscretePolicy(StochasticPolicy):
             [state_dim, *hidden_size, n_actions], make_activation(activation), output_std=0.01
         )
 
-    def dist(self, observation: torch.Tensor) -> Categorical:
-        # validate_args=False: the logits come from our own network; checking them costs
-        # several tensor operations per call, paid at every step and every minibatch.
-        return Categorical(logits=self.model(self.obs_normalizer(observation)), validate_args=False)
+    def dist(self, observation: torch.Tensor) -> LogitsCategorical:
+        return LogitsCategorical(self.model(self.obs_normalizer(observation)))
 
-    def best_action(self, distribution: Categorical) -> torch.Tensor:
+    def best_action(self, distribution: LogitsCategorical) -> torch.Tensor:
         return distribution.logits.argmax(dim=-1)
 
 
@@ -156,15 +155,15 @@ class GaussianPolicy(StochasticPolicy):
         else:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
-    def dist(self, observation: torch.Tensor) -> Independent:
+    def dist(self, observation: torch.Tensor) -> DiagonalGaussian:
         observation = self.obs_normalizer(observation)
         mean = self.model(observation)
         if self.state_dependent_std:
             log_std = self.log_std_head(observation).clamp(*self.log_std_bounds)
         else:
             log_std = self.log_std.expand_as(mean)
-        # Independent sums log-probs and entropies over action dimensions.
-        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
+        # Log-probs and entropies are summed over action dimensions.
+        return DiagonalGaussian(mean, log_std)
 
-    def best_action(self, distribution: Independent) -> torch.Tensor:
+    def best_action(self, distribution: DiagonalGaussian) -> torch.Tensor:
         return distribution.mean

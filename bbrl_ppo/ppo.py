@@ -29,7 +29,7 @@ import copy
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -119,6 +119,17 @@ class UpdateSettings:
         )
 
 
+def gradient_clipper(
+    optimizer: torch.optim.Optimizer, agent: torch.nn.Module
+) -> Callable[[float], torch.Tensor]:
+    """``clip(max_norm) -> norm`` for the agent's gradients: on its flat buffer when it has one."""
+    flat = getattr(optimizer, "flat_parameters", None)
+    if flat is not None:
+        return flat.clip_grad_norm_
+    parameters = list(agent.parameters())
+    return lambda max_norm: clip_grad_norm_(parameters, max_norm, foreach=True)
+
+
 def minibatch_indices(
     size: int, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[torch.Tensor]:
@@ -186,14 +197,17 @@ class PPOClip(EpisodicAlgo):
         for frozen in (self.old_policy, self.old_critic_agent):
             frozen.requires_grad_(False)
 
+        flat = bool(algorithm.get("flat_parameters", True))
         self.policy_optimizer = setup_optimizer(
-            self.cfg.optimizer, self.train_policy, prefer_fused=True
+            self.cfg.optimizer, self.train_policy, prefer_fused=True, flat=flat
         )
         self.critic_optimizer = setup_optimizer(
-            self.cfg.optimizer, self.critic_agent, prefer_fused=True
+            self.cfg.optimizer, self.critic_agent, prefer_fused=True, flat=flat
         )
-        self._policy_parameters = list(self.train_policy.parameters())
-        self._critic_parameters = list(self.critic_agent.parameters())
+        self._gradient_clippers = (
+            gradient_clipper(self.policy_optimizer, self.train_policy),
+            gradient_clipper(self.critic_optimizer, self.critic_agent),
+        )
         self.base_learning_rate = float(self.cfg.optimizer.lr)
         self.reward_scaler = (
             RewardScaler(algorithm.n_envs, float(algorithm.discount_factor))
@@ -313,7 +327,7 @@ class PPOClip(EpisodicAlgo):
         """``opt_epochs`` shuffled passes over the rollout; returns mean diagnostics.
 
         Each pass permutes the rollout once and takes its minibatches as contiguous
-        slices (views, no copies).
+        slices (views, no copies); a rollout that fits in one minibatch is not permuted.
         """
         self._anneal()
         self.settings = UpdateSettings.from_config(self.cfg.algorithm)
@@ -321,8 +335,14 @@ class PPOClip(EpisodicAlgo):
         totals: dict[str, float] = {}
         count = 0
         self.stopped_early = False
+        # One minibatch holding the whole rollout: its order changes nothing, skip the shuffle.
+        whole_batch = batch_size >= len(rollout)
         for opt_epoch in range(self.settings.opt_epochs):
-            shuffled = rollout.select(torch.randperm(len(rollout), generator=self._generator))
+            shuffled = (
+                rollout
+                if whole_batch
+                else rollout.select(torch.randperm(len(rollout), generator=self._generator))
+            )
             for minibatch, start in enumerate(range(0, len(rollout), batch_size)):
                 self._minibatch_position = (opt_epoch, minibatch)
                 metrics = self.train_minibatch(shuffled.slice(start, start + batch_size))
@@ -356,7 +376,10 @@ class PPOClip(EpisodicAlgo):
         if settings.normalize_advantage:
             advantages = normalize_advantages(advantages)
         terms = self.policy_loss(batch, distribution, log_probs, advantages)
-        entropy = distribution.entropy().mean()
+        # With no entropy bonus the entropy is only a diagnostic: computed outside the
+        # graph, it adds nothing to the backward pass.
+        with torch.set_grad_enabled(settings.entropy_coef != 0.0):
+            entropy = distribution.entropy().mean()
         values = self.critic_agent.value(batch.observations)
         critic_loss = value_loss(values, batch.old_values, batch.returns, settings.clip_range_vf)
         # One synchronization for every diagnostic (and the target_kl test).
@@ -376,20 +399,33 @@ class PPOClip(EpisodicAlgo):
             policy_loss=policy_value, value_loss=value_value, entropy=entropy_value
         )
 
-        policy_objective = settings.policy_coef * terms.loss - settings.entropy_coef * entropy
         self.policy_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        (policy_objective + settings.critic_coef * critic_loss).backward()
-        norms = torch.stack(
-            (
-                clip_grad_norm_(self._policy_parameters, settings.max_grad_norm, foreach=True),
-                clip_grad_norm_(self._critic_parameters, settings.max_grad_norm, foreach=True),
-            )
-        ).tolist()
+        self.objective(terms.loss, entropy, critic_loss).backward()
+        max_norm = settings.max_grad_norm
+        norms = torch.stack([clip(max_norm) for clip in self._gradient_clippers]).tolist()
         self._require_finite(policy_gradient_norm=norms[0], critic_gradient_norm=norms[1])
         self.policy_optimizer.step()
         self.critic_optimizer.step()
         return metrics
+
+    def objective(
+        self, policy_loss: torch.Tensor, entropy: torch.Tensor, critic_loss: torch.Tensor
+    ) -> torch.Tensor:
+        """``policy_coef * policy_loss - entropy_coef * entropy + critic_coef * critic_loss``.
+
+        A weight of 1 is not multiplied and a weight of 0 not added: each operation
+        of the loss is also one node of the backward pass, paid at every minibatch.
+        """
+        settings = self.settings
+        total = policy_loss
+        if settings.policy_coef != 1.0:
+            total = settings.policy_coef * total
+        if settings.entropy_coef != 0.0:
+            total = total - settings.entropy_coef * entropy
+        if settings.critic_coef != 1.0:
+            critic_loss = settings.critic_coef * critic_loss
+        return total + critic_loss
 
     def _require_finite(self, **values: float) -> None:
         """Raise `NumericalError` on the first non-finite value; the message is built only then."""

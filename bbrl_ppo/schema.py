@@ -119,6 +119,9 @@ class AlgorithmConfig:
     policy_type: str | None = field(
         default=None, metadata=_optional(one_of("DiscretePolicy", "GaussianPolicy"))
     )
+    #: Each agent's parameters and gradients in one buffer: one gradient clipping and
+    #: one optimizer step over one tensor (element-wise optimizers only; same updates).
+    flat_parameters: bool = True
     normalize_observations: bool = False
     normalize_rewards: bool = False
     observation_clip: float = field(default=10.0, metadata=positive())

@@ -240,7 +240,13 @@ def restore_training_state(algo: EpisodicAlgo, state: dict[str, Any]) -> bool:
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
+        try:
+            optimizer.load_state_dict(state["optimizers"][name])
+        except ValueError as error:  # another parameter layout (e.g. flat_parameters)
+            raise CheckpointMismatchError(
+                f"The checkpoint's state of optimizer {name!r} does not fit this algorithm's: "
+                f"{error}"
+            ) from None
     if state["best_policy"] is not None:
         algo.best_policy = copy.deepcopy(algo.current_eval_policy)
         algo.best_policy.load_state_dict(state["best_policy"])

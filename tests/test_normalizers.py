@@ -55,3 +55,38 @@ def test_reward_scaler_divides_by_the_std_of_discounted_returns():
     torch.testing.assert_close(scaled, rewards / std)
     assert scaled.dtype == rewards.dtype
     assert float(scaler.stats.count) == pytest.approx(8)
+
+
+def _expected(normalizer: ObservationNormalizer, x: torch.Tensor) -> torch.Tensor:
+    stats = normalizer.stats
+    std = (stats.var + normalizer.eps).sqrt()
+    return ((x.double() - stats.mean) / std).clamp(-normalizer.clip, normalizer.clip).float()
+
+
+def test_normalizer_follows_every_change_of_its_statistics():
+    from bbrl_ppo.networks import copy_parameters
+
+    normalizer, x = ObservationNormalizer(3), torch.randn(5, 3) * 4
+    torch.testing.assert_close(normalizer(x), _expected(normalizer, x))  # fills the cache
+    normalizer.update(torch.randn(20, 3) * 2 + 1)  # in-place update of the buffers
+    torch.testing.assert_close(normalizer(x), _expected(normalizer, x))
+
+    other = ObservationNormalizer(3)
+    other.update(torch.randn(20, 3) - 7)
+    normalizer.load_state_dict(other.state_dict())
+    torch.testing.assert_close(normalizer(x), _expected(other, x))
+
+    other.update(torch.randn(20, 3) * 9)
+    copy_parameters(other, normalizer)  # the old agents' refresh: copy_ into the buffers
+    torch.testing.assert_close(normalizer(x), _expected(other, x))
+    assert normalizer(x.double()).dtype == torch.float64
+
+
+def test_normalizer_cache_filled_under_inference_mode_serves_training():
+    normalizer = ObservationNormalizer(2)
+    normalizer.update(torch.randn(30, 2) + 3)
+    with torch.inference_mode():
+        normalizer(torch.randn(4, 2))  # as in an evaluation, before any training step
+    layer = torch.nn.Linear(2, 1)
+    layer(normalizer(torch.randn(4, 2))).sum().backward()
+    assert layer.weight.grad is not None

@@ -107,8 +107,9 @@ def test_critic_loss_gradients_reach_only_the_critic():
     algo = PPOClip(config())
     obs = torch.randn(8, 4)
     algo.critic_agent.value(obs).sum().backward()
-    assert all(p.grad is None for p in algo.train_policy.parameters())
-    assert any(p.grad is not None for p in algo.critic_agent.parameters())
+    # Flat parameters keep zeroed gradients allocated: "no gradient" is None or all zeros.
+    assert all(p.grad is None or not p.grad.any() for p in algo.train_policy.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in algo.critic_agent.parameters())
 
 
 def test_old_agents_follow_the_trained_ones_after_each_update():
@@ -182,3 +183,93 @@ def test_training_metrics_reach_tensorboard():
         "train/steps_per_second", "rollout/episode_return", "rollout/episode_length",
     }  # fmt: skip
     assert expected <= tags
+
+
+@pytest.mark.parametrize(
+    "coefficients",
+    [
+        {"policy_coef": 1.0, "entropy_coef": 0.0, "critic_coef": 0.5},
+        {"policy_coef": 0.7, "entropy_coef": 0.01, "critic_coef": 1.0},
+        {"policy_coef": 2.0, "entropy_coef": 0.3, "critic_coef": 0.25},
+    ],
+)
+def test_objective_equals_the_weighted_sum_of_the_losses(coefficients):
+    algo = PPOClip(config(**coefficients))
+    workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
+    rollout = algo.prepare_rollout(workspace)
+    algo._anneal()
+    from bbrl_ppo.ppo import UpdateSettings
+
+    algo.settings = UpdateSettings.from_config(algo.cfg.algorithm)
+    policy_loss = torch.tensor(0.8, requires_grad=True)
+    entropy = torch.tensor(0.6, requires_grad=True)
+    critic_loss = torch.tensor(1.9, requires_grad=True)
+    objective = algo.objective(policy_loss, entropy, critic_loss)
+    expected = (
+        coefficients["policy_coef"] * 0.8
+        - coefficients["entropy_coef"] * 0.6
+        + coefficients["critic_coef"] * 1.9
+    )
+    assert objective.item() == pytest.approx(expected)
+    objective.backward()
+    assert policy_loss.grad.item() == pytest.approx(coefficients["policy_coef"])
+    assert critic_loss.grad.item() == pytest.approx(coefficients["critic_coef"])
+    entropy_grad = 0.0 if entropy.grad is None else entropy.grad.item()
+    assert entropy_grad == pytest.approx(-coefficients["entropy_coef"])
+    assert len(rollout) > 0
+    algo.close()
+
+
+class GradientRecordingPPO(PPOClip):
+    """Keeps the policy's gradients of the first minibatch step, then stops learning."""
+
+    def train_minibatch(self, batch):
+        metrics = super().train_minibatch(batch)
+        if not hasattr(self, "first_gradients"):
+            self.first_gradients = [p.grad.clone() for p in self.train_policy.parameters()]
+            self.first_entropy = metrics["entropy"]
+        return metrics
+
+
+def test_a_rollout_in_one_minibatch_gets_the_gradient_of_its_shuffled_copy():
+    # batch_size 64 >= the 64 transitions of a 4 x 16 rollout: no shuffle is drawn, and
+    # the gradient is that of the same transitions in a shuffled order.
+    algo = GradientRecordingPPO(config(max_steps=64, batch_size=64, opt_epochs=1))
+    generator_state = algo._generator.get_state()
+    workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
+    rollout = algo.prepare_rollout(workspace)
+    algo.update(rollout)
+    assert torch.equal(algo._generator.get_state(), generator_state)
+
+    shuffled_run = GradientRecordingPPO(config(max_steps=64, batch_size=64, opt_epochs=1))
+    workspace = next(shuffled_run.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
+    shuffled = shuffled_run.prepare_rollout(workspace)
+    shuffled = shuffled.select(
+        torch.randperm(len(shuffled), generator=torch.Generator().manual_seed(3))
+    )
+    shuffled_run.update(shuffled)
+    for ours, reference in zip(algo.first_gradients, shuffled_run.first_gradients, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
+    assert algo.first_entropy == pytest.approx(shuffled_run.first_entropy, rel=1e-6)
+    algo.close()
+    shuffled_run.close()
+
+
+def test_flat_parameters_train_like_separate_parameters():
+    """Same updates, one tensor: the runs differ only by float rounding (norm sums)."""
+    runs = {}
+    for flat in (True, False):
+        algo = PPOClip(config(max_steps=256, flat_parameters=flat, anneal_lr=True))
+        algo.run()
+        runs[flat] = algo
+        assert hasattr(algo.policy_optimizer, "flat_parameters") is flat
+        algo.close()
+    for ours, theirs in zip(
+        runs[True].train_policy.parameters(), runs[False].train_policy.parameters(), strict=True
+    ):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    for ours, theirs in zip(
+        runs[True].critic_agent.parameters(), runs[False].critic_agent.parameters(), strict=True
+    ):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert runs[True].nb_steps == runs[False].nb_steps

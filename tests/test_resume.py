@@ -282,3 +282,15 @@ def test_tensorboard_drops_what_the_interrupted_run_logged_after_the_checkpoint(
         if event.HasField("session_log") and event.session_log.status == SessionLog.START
     ]
     assert resumed.nb_steps + 1 in starts
+
+
+def test_optimizer_state_of_another_parameter_layout_is_a_mismatch(tmp_path):
+    separate = PPOClip(config(base_dir=str(tmp_path / "separate"), flat_parameters=False))
+    state = training_checkpoint.load_training_checkpoint(separate.save_checkpoint())
+    separate.close()
+    flat = PPOClip(config(base_dir=str(tmp_path / "flat")))
+    with pytest.raises(
+        CheckpointMismatchError, match="optimizer 'critic_optimizer'|'policy_optimizer'"
+    ):
+        training_checkpoint.restore_training_state(flat, state)
+    flat.close()
