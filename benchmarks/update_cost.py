@@ -7,7 +7,8 @@ Pins itself to the last core with one torch thread, then prints:
 1. the phases of a `PPOClip` run on ``configs/cartpole.yaml`` (evaluation off):
    collection, `prepare_rollout`, `update`, `after_update`, timed by a subclass;
 2. one `train_minibatch` on a CartPole rollout, repeated, with the optimizer's
-   single-tensor, foreach and fused Adam;
+   single-tensor, foreach and fused Adam, over separate parameters and over flat
+   parameter buffers (``algorithm.flat_parameters``), interleaved in one process;
 3. the cost of one small torch op (``x + 1`` on a 256x64 tensor), the floor that
    every one of the ~150 ops of a minibatch step pays;
 4. with ``--compile``: a hand-written PPO step for the same two 64x64 networks, eager
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from bbrl_ppo.networks import setup_optimizer
 from bbrl_ppo.ppo import PPOClip
 from bbrl_ppo.training import load_config
 
@@ -57,8 +59,9 @@ class PhaseTimedPPO(PPOClip):
         return self._timed("after_update", workspace, rollout, metrics)
 
 
-def cartpole_config(steps: int):
+def cartpole_config(steps: int, extra: list[str] = ()):
     overrides = [
+        *extra,
         f"algorithm.max_steps={steps}",
         "algorithm.eval_interval=100000000",
         "progress_bar=false",
@@ -77,28 +80,51 @@ def phases(steps: int) -> dict[str, float]:
     return {"collection": total - sum(algo.seconds.values()), **algo.seconds, "total": total}
 
 
-def minibatch_ms(kind: str, repeats: int = 300) -> float:
-    """Milliseconds per `train_minibatch` on one rollout, with Adam of `kind`."""
-    algo = PPOClip(cartpole_config(2000))
+ADAM_KINDS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def minibatch_setup(kind: str, flat: bool) -> tuple[PPOClip, object]:
+    """A PPOClip with Adam of `kind` (flat parameter buffers or not) and one CartPole rollout."""
+    from bbrl_ppo.ppo import UpdateSettings, gradient_clipper  # absent from older versions
+
+    algo = PPOClip(cartpole_config(2000, [f"algorithm.flat_parameters={flat}"]))
     workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
     rollout = algo.prepare_rollout(workspace)
     algo._anneal()
-    from bbrl_ppo.ppo import UpdateSettings  # absent from versions before the lean update
-
     algo.settings = UpdateSettings.from_config(algo.cfg.algorithm)
-    options = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-    for name in ("policy_optimizer", "critic_optimizer"):
-        agent = algo.train_policy if name == "policy_optimizer" else algo.critic_agent
-        optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3, eps=1e-5, **options[kind])
+    optimizer_config = {"classname": "Adam", "lr": 1e-3, "eps": 1e-5, **ADAM_KINDS[kind]}
+    clippers = []
+    for name, agent in (
+        ("policy_optimizer", algo.train_policy),
+        ("critic_optimizer", algo.critic_agent),
+    ):
+        if flat:  # already flat: rebuilding would flatten the flat parameters again
+            optimizer = getattr(algo, name)
+            optimizer.param_groups[0].update(fused=kind == "fused", foreach=kind == "foreach")
+        else:
+            optimizer = setup_optimizer(optimizer_config, agent)
         setattr(algo, name, optimizer)
-    batch = rollout.select(torch.randperm(len(rollout)))
-    for _ in range(20):
-        algo.train_minibatch(batch)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        algo.train_minibatch(batch)
-    algo.close()
-    return (time.perf_counter() - start) / repeats * 1e3
+        clippers.append(gradient_clipper(optimizer, agent))
+    algo._gradient_clippers = tuple(clippers)
+    return algo, rollout.select(torch.randperm(len(rollout)))
+
+
+def minibatch_ms(variants: dict[str, tuple[PPOClip, object]], rounds: int = 10) -> dict[str, float]:
+    """Median milliseconds per `train_minibatch` of each variant, interleaved in one process.
+
+    Rounds of 40 steps alternate between the variants, so that the machine's
+    drift hits them alike; the median of the rounds is reported.
+    """
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (algo, batch) in variants.items():
+            for _ in range(5):
+                algo.train_minibatch(batch)
+            start = time.perf_counter()
+            for _ in range(40):
+                algo.train_minibatch(batch)
+            times[name].append((time.perf_counter() - start) / 40 * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def small_op_us(repeats: int = 5000) -> float:
@@ -176,9 +202,14 @@ def main() -> None:
 
     if args.phases_only:
         return
-    print("\ntrain_minibatch on one CartPole rollout (ms, median of 3):")
-    for kind in ("single", "foreach", "fused"):
-        print(f"  Adam {kind:<8} {statistics.median(minibatch_ms(kind) for _ in range(3)):.2f}")
+    print("\ntrain_minibatch on one CartPole rollout (ms, median of 10 interleaved rounds):")
+    variants = {
+        f"Adam {kind:<8}{' flat' if flat else ''}": minibatch_setup(kind, flat)
+        for flat in (False, True)
+        for kind in ADAM_KINDS
+    }
+    for name, milliseconds in minibatch_ms(variants).items():
+        print(f"  {name:<20} {milliseconds:.2f}")
 
     print(f"\nx + 1 on a 256x64 float tensor: {small_op_us():.1f} us")
 
