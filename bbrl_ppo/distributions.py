@@ -37,6 +37,10 @@ class LogitsCategorical(Categorical):
         self._num_events = normalized.shape[-1]
         Distribution.__init__(self, normalized.shape[:-1], validate_args=False)
 
+    def expand(self, batch_shape, _instance=None) -> LogitsCategorical:
+        shape = torch.Size(batch_shape) + (self._num_events,)
+        return LogitsCategorical(self.logits.expand(shape))
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if value.shape != self.batch_shape:
             return super().log_prob(value)  # a sample shape to broadcast against the batch
@@ -61,6 +65,10 @@ class DiagonalGaussian(Independent):
     def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
         self.log_std = log_std
         super().__init__(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None) -> DiagonalGaussian:
+        shape = torch.Size(batch_shape) + self.event_shape
+        return DiagonalGaussian(self.base_dist.loc.expand(shape), self.log_std.expand(shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         base = self.base_dist

@@ -89,3 +89,13 @@ def test_gaussian_log_prob_broadcasts_sample_shapes_and_kl_works():
         kl_divergence(ours, other),
         kl_divergence(reference, Independent(Normal(mean + 0.1, (log_std + 0.2).exp()), 1)),
     )
+
+
+def test_expand_keeps_the_lean_types():
+    categorical = LogitsCategorical(torch.randn(3, 4)).expand((2, 3))
+    assert isinstance(categorical, LogitsCategorical) and categorical.batch_shape == (2, 3)
+    torch.testing.assert_close(categorical.probs.sum(-1), torch.ones(2, 3))
+    gaussian = DiagonalGaussian(torch.zeros(3, 2), torch.zeros(3, 2)).expand((5, 3))
+    assert isinstance(gaussian, DiagonalGaussian)
+    assert gaussian.batch_shape == (5, 3) and gaussian.event_shape == (2,)
+    assert gaussian.sample().shape == (5, 3, 2)
