@@ -7,8 +7,11 @@ notebooks written for it run unchanged, and fixes what it got wrong:
   copied from the previous workspace is not counted again, and the reset-only
   step after an episode end (whose action gymnasium ignores) is not a transition;
 - evaluation runs the ``nb_evals`` episodes side by side in one vector env
-  under ``torch.inference_mode()``, every ``eval_interval`` env steps, and
-  appends to ``evals.csv``;
+  under ``torch.inference_mode()``, and appends to ``evals.csv``;
+- evaluations fall on a fixed grid: at the first update after each multiple of
+  ``eval_interval`` env steps. bbrl_utils waits ``eval_interval`` steps after
+  the last evaluation, which drifts by up to a rollout each time: with 8 x 32
+  steps per rollout and an interval of 2,048, it evaluated every 2,300 steps;
 - the best policy is also written as a weights-only ``best_agent.pt``;
 - a budget can be given in env steps (``algorithm.max_steps``) as well as in
   epochs (``algorithm.max_epochs``);
@@ -186,12 +189,13 @@ class RLBase:
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, force: bool = False) -> bool:
-        """Evaluate ``eval_policy`` if ``eval_interval`` env steps passed since the last time.
+        """Evaluate ``eval_policy`` if a multiple of ``eval_interval`` was passed since the last.
 
         Runs ``nb_evals`` full episodes side by side, without gradients, and
         registers their returns. Returns True when the policy is the best so far.
         """
-        due = self.nb_steps - self.last_eval_step >= self.cfg.algorithm.eval_interval
+        interval = self.cfg.algorithm.eval_interval
+        due = self.nb_steps // interval > self.last_eval_step // interval
         if not (force or due):
             return False
         self.last_eval_step = self.nb_steps

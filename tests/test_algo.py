@@ -119,12 +119,14 @@ def test_evaluate_runs_every_eval_interval_and_writes_evals_csv():
     for _ in algo.iter_partial_episodes():
         algo.evaluate()
         steps_after_each_epoch.append(algo.nb_steps)
+    # On the grid of multiples of 100: the first epoch after each one is crossed.
     expected, last = [], 0
     for steps in steps_after_each_epoch:
-        if steps - last >= 100:
+        if steps // 100 > last // 100:
             expected.append(steps)
             last = steps
     assert len(expected) >= 3
+    assert any(b - a < 100 for a, b in zip(expected[:-1], expected[1:], strict=True))
     with (algo.base_dir / "evals.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [int(row["nb_steps"]) for row in rows] == expected
