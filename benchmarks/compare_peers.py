@@ -22,8 +22,8 @@ by seed), so that drift of the machine's speed hits both sides alike. The SB3 si
 the YAML config argument by argument (printed before the runs) and never imports bbrl_ppo;
 ours never imports stable_baselines3.
 
-How evaluation is kept out of training time, on both sides alike: after each update, when
-``eval_interval`` env steps have passed since the last evaluation, ``nb_evals``
+How evaluation is kept out of training time, on both sides alike: after the first update
+past each multiple of ``eval_interval`` env steps (a fixed grid on both sides), ``nb_evals``
 deterministic episodes run side by side in a vector env of ``nb_evals`` envs (SB3: of
 ``--sb3-eval-envs`` envs when given; 1 is the usual ``EvalCallback`` set-up) (ours:
 `evaluate`, called once per update; SB3: ``evaluate_policy`` in a callback at the start of
@@ -447,7 +447,8 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             return True
 
         def _evaluate_if_due(self) -> None:
-            if self.num_timesteps - self.last_eval_step < spec["eval_interval"]:
+            interval = spec["eval_interval"]  # the grid of multiples, as our EpisodicAlgo
+            if self.num_timesteps // interval <= self.last_eval_step // interval:
                 return
             self.last_eval_step = self.num_timesteps
             pause = clock.pause()
