@@ -90,3 +90,20 @@ def test_normalizer_cache_filled_under_inference_mode_serves_training():
     layer = torch.nn.Linear(2, 1)
     layer(normalizer(torch.randn(4, 2))).sum().backward()
     assert layer.weight.grad is not None
+
+
+def test_reward_scaler_matches_a_step_by_step_merge_across_rollouts():
+    generator = torch.Generator().manual_seed(4)
+    scaler, reference_stats = RewardScaler(num_envs=3, discount_factor=0.97), RunningMeanStd(())
+    running = torch.zeros(3, dtype=torch.float64)
+    for _ in range(3):  # the return runs on from one rollout to the next
+        rewards = torch.randn(50, 3, generator=generator) * 5
+        starts = torch.rand(50, 3, generator=generator) < 0.05
+        scaled = scaler.scale(rewards, starts)
+        for t in range(50):
+            running = torch.where(starts[t], 0.0, running * 0.97) + rewards[t].double()
+            reference_stats.update(running)
+        expected = rewards.double() / (reference_stats.var + scaler.eps).sqrt()
+        torch.testing.assert_close(scaled, expected.float())
+        torch.testing.assert_close(scaler.returns, running)
+        torch.testing.assert_close(scaler.stats.var, reference_stats.var)
