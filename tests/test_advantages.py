@@ -126,3 +126,16 @@ def test_lambda_one_gives_discounted_returns_minus_values():
     g1 = 2 + 0.9 * g2
     g0 = 1 + 0.9 * g1
     torch.testing.assert_close(advantages[:, 0], torch.tensor([g0 - 0.5, g1 - 0.2, g2 - 0.1]))
+
+
+def test_numpy_and_torch_recursions_agree():
+    from bbrl_ppo.advantages import _backward_recursion, _backward_recursion_torch
+
+    generator = torch.Generator().manual_seed(2)
+    deltas = torch.randn(40, 5, generator=generator)
+    decays = 0.9 * (torch.rand(40, 5, generator=generator) > 0.1).float()
+    expected = _backward_recursion_torch(deltas, decays)
+    torch.testing.assert_close(_backward_recursion(deltas, decays), expected)
+    # By hand for the last two steps of env 0.
+    assert expected[-1, 0] == deltas[-1, 0]
+    torch.testing.assert_close(expected[-2, 0], deltas[-2, 0] + decays[-2, 0] * deltas[-1, 0])
