@@ -1,6 +1,7 @@
 """Where PPO's training time goes: phases of a run, one minibatch step, one small op.
 
 Usage: python benchmarks/update_cost.py [--steps 20000] [--repeats 2] [--compile] [--phases-only]
+       [--config configs/pendulum.yaml]   # the phases of another config
 
 Pins itself to the last core with one torch thread, then prints:
 
@@ -59,7 +60,7 @@ class PhaseTimedPPO(PPOClip):
         return self._timed("after_update", workspace, rollout, metrics)
 
 
-def cartpole_config(steps: int, extra: list[str] = ()):
+def cartpole_config(steps: int, extra: list[str] = (), path: Path = CARTPOLE):
     overrides = [
         *extra,
         f"algorithm.max_steps={steps}",
@@ -68,11 +69,11 @@ def cartpole_config(steps: int, extra: list[str] = ()):
         "save_best=false",
         "algorithm.checkpoint_interval=null",
     ]
-    return load_config(CARTPOLE, overrides)
+    return load_config(path, overrides)
 
 
-def phases(steps: int) -> dict[str, float]:
-    algo = PhaseTimedPPO(cartpole_config(steps))
+def phases(steps: int, path: Path = CARTPOLE) -> dict[str, float]:
+    algo = PhaseTimedPPO(cartpole_config(steps, path=path))
     start = time.perf_counter()
     algo.run()
     total = time.perf_counter() - start
@@ -188,14 +189,17 @@ def main() -> None:
     parser.add_argument(
         "--phases-only", action="store_true", help="only the phases (works on older versions)"
     )
+    parser.add_argument(
+        "--config", type=Path, default=CARTPOLE, help="config of the phase timing only"
+    )
     args = parser.parse_args()
     last = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {last})
     torch.set_num_threads(1)
     print(f"core {last}, 1 torch thread, torch {torch.__version__}")
 
-    runs = [phases(args.steps) for _ in range(args.repeats)]
-    print(f"\nPPOClip on configs/cartpole.yaml, {args.steps} env steps, evaluation off (s):")
+    runs = [phases(args.steps, args.config) for _ in range(args.repeats)]
+    print(f"\nPPOClip on {args.config}, {args.steps} env steps, evaluation off (s):")
     for name in ("collection", *PHASES, "total"):
         values = " / ".join(f"{run[name]:.2f}" for run in runs)
         print(f"  {name:<16} {values}")
