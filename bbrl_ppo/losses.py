@@ -20,24 +20,16 @@ class SurrogateTerms:
     clip_fraction: torch.Tensor
 
 
-def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor | None = None) -> torch.Tensor:
     """KL(old || new) estimated from log(pi_new / pi_old) on actions drawn from pi_old.
 
     The ``(r - 1) - log r`` estimator (J. Schulman, "Approximating KL divergence",
     2020): unbiased like ``-log r``, but never negative and of lower variance.
+    `ratio`, ``exp(log_ratio)`` when the caller already has it, saves recomputing it.
     """
-    return ((log_ratio.exp() - 1) - log_ratio).mean()
-
-
-def _clip_diagnostics(
-    log_ratio: torch.Tensor, ratio: torch.Tensor, clip_range: float | torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(approx_kl, clip_fraction) from the ratio the loss already computed."""
-    with torch.no_grad():
-        ratio_minus_one = ratio - 1
-        kl = (ratio_minus_one - log_ratio).mean()  # approx_kl, without recomputing exp
-        clip_fraction = (ratio_minus_one.abs() > clip_range).float().mean()
-    return kl, clip_fraction
+    if ratio is None:
+        ratio = log_ratio.exp()
+    return ((ratio - 1) - log_ratio).mean()
 
 
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -60,7 +52,9 @@ def clipped_surrogate(
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
     loss = -torch.min(unclipped, clipped).mean()
-    kl, clip_fraction = _clip_diagnostics(log_ratio, ratio, clip_range)
+    with torch.no_grad():
+        clip_fraction = ((ratio - 1).abs() > clip_range).float().mean()
+        kl = approx_kl(log_ratio, ratio)
     return SurrogateTerms(loss=loss, approx_kl=kl, clip_fraction=clip_fraction)
 
 
@@ -80,7 +74,7 @@ def kl_penalized_surrogate(
     ratio = log_ratio.exp()
     loss = -(ratio * advantages).mean() + kl_coef * kl_divergence.mean()
     with torch.no_grad():
-        kl = approx_kl(log_ratio)
+        kl = approx_kl(log_ratio, ratio)
     return SurrogateTerms(loss=loss, approx_kl=kl, clip_fraction=torch.zeros(()))
 
 
