@@ -8,25 +8,20 @@ from bbrl.agents import Agent, Agents, KWAgentWrapper, TemporalAgent
 from bbrl.utils.functional import gae
 from bbrl.workspace import Workspace
 
-from bbrl_ppo.algo import EpisodicAlgo, RLBase, iter_episodes, iter_partial_episodes
-from bbrl_ppo.checkpoint import load_agent, read_checkpoint, save_agent
-from bbrl_ppo.config import register_resolvers
-from bbrl_ppo.critics import VAgent
-from bbrl_ppo.env_agent import VectorGymAgent, make_env
-from bbrl_ppo.faults import EnvStepError, NumericalError
-from bbrl_ppo.logger import Logger
-from bbrl_ppo.networks import (
-    build_mlp,
-    build_ortho_mlp,
-    copy_parameters,
-    ortho_init,
-    setup_optimizer,
-)
-from bbrl_ppo.notebook import setup_tensorboard
-from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
-from bbrl_ppo.ppo import PPOClip, PPOPenalty
-from bbrl_ppo.registry import register_class
-from bbrl_ppo.schema import ConfigError, PPOConfig, validate_config
+from bbrl_ppo.agents.critics import VAgent
+from bbrl_ppo.agents.env import VectorGymAgent, make_env
+from bbrl_ppo.agents.networks import build_mlp, build_ortho_mlp, copy_parameters, ortho_init
+from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.algorithms.base import EpisodicAlgo, RLBase, iter_episodes, iter_partial_episodes
+from bbrl_ppo.algorithms.ppo import PPOClip, PPOPenalty
+from bbrl_ppo.config.resolution import register_resolvers
+from bbrl_ppo.config.schema import ConfigError, PPOConfig, validate_config
+from bbrl_ppo.errors import EnvStepError, NumericalError
+from bbrl_ppo.optim.setup import setup_optimizer
+from bbrl_ppo.persistence.agent_checkpoint import load_agent, read_checkpoint, save_agent
+from bbrl_ppo.persistence.registry import register_class
+from bbrl_ppo.reporting.logger import Logger
+from bbrl_ppo.reporting.notebook import setup_tensorboard
 
 register_resolvers()
 

@@ -215,8 +215,8 @@ def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict
     """One spec per run, in the order they run: ours, SB3, ours, SB3... seed by seed."""
     from omegaconf import OmegaConf
 
-    from bbrl_ppo.env_agent import EVAL_SEED_OFFSET
-    from bbrl_ppo.training import load_config
+    from bbrl_ppo.agents.env import EVAL_SEED_OFFSET
+    from bbrl_ppo.cli.training import load_config
 
     case = CASES[case_name]
     cfg = load_config(ROOT / case.config)
@@ -352,8 +352,8 @@ def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
     torch.set_num_threads(1)
     import bbrl_ppo
-    from bbrl_ppo.ppo import ALGORITHMS
-    from bbrl_ppo.training import load_config
+    from bbrl_ppo.algorithms.ppo import ALGORITHMS
+    from bbrl_ppo.cli.training import load_config
 
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     cfg = load_config(ROOT / spec["config"], spec["overrides"])

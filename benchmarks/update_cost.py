@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from bbrl_ppo.networks import setup_optimizer
-from bbrl_ppo.ppo import PPOClip
-from bbrl_ppo.training import load_config
+from bbrl_ppo.algorithms.ppo import PPOClip
+from bbrl_ppo.cli.training import load_config
+from bbrl_ppo.optim.setup import setup_optimizer
 
 CARTPOLE = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
 PHASES = ("prepare_rollout", "update", "after_update")
@@ -86,7 +86,10 @@ ADAM_KINDS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused
 
 def minibatch_setup(kind: str, flat: bool) -> tuple[PPOClip, object]:
     """A PPOClip with Adam of `kind` (flat parameter buffers or not) and one CartPole rollout."""
-    from bbrl_ppo.ppo import UpdateSettings, gradient_clipper  # absent from older versions
+    from bbrl_ppo.algorithms.ppo import (  # absent from older versions
+        UpdateSettings,
+        gradient_clipper,
+    )
 
     algo = PPOClip(cartpole_config(2000, [f"algorithm.flat_parameters={flat}"]))
     workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bbrl_ppo.advantages import generalized_advantages, transition_mask
+from bbrl_ppo.algorithms.advantages import generalized_advantages, transition_mask
 
 
 def reference_gae(reward, values, terminated, done, gamma, lam):
@@ -129,7 +129,7 @@ def test_lambda_one_gives_discounted_returns_minus_values():
 
 
 def test_numpy_and_torch_recursions_agree():
-    from bbrl_ppo.advantages import _backward_recursion, _backward_recursion_torch
+    from bbrl_ppo.algorithms.advantages import _backward_recursion, _backward_recursion_torch
 
     generator = torch.Generator().manual_seed(2)
     deltas = torch.randn(40, 5, generator=generator)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bbrl_ppo.training import load_config
+from bbrl_ppo.cli.training import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "compare_peers.py"

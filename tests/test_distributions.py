@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
-from bbrl_ppo.distributions import DiagonalGaussian, LogitsCategorical
+from bbrl_ppo.agents.distributions import DiagonalGaussian, LogitsCategorical
 
 
 def _gradients(value: torch.Tensor, *inputs: torch.Tensor) -> list[torch.Tensor]:

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 import tests.toy_envs  # noqa: F401  (registers Faulty-v0)
 from bbrl_ppo import Agent, Agents, TemporalAgent, VectorGymAgent, Workspace
-from bbrl_ppo.faults import EnvStepError, NumericalError
-from bbrl_ppo.ppo import PPOClip
+from bbrl_ppo.algorithms.ppo import PPOClip
+from bbrl_ppo.errors import EnvStepError, NumericalError
 
 FAULTY = "tests.toy_envs:Faulty-v0"
 

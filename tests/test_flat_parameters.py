@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bbrl_ppo.flat_parameters import FlatParameters, flat_optimizer
-from bbrl_ppo.networks import setup_optimizer
+from bbrl_ppo.optim.flat_parameters import FlatParameters, flat_optimizer
+from bbrl_ppo.optim.setup import setup_optimizer
 
 
 def _network(seed: int = 0) -> nn.Sequential:

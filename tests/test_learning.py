@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from bbrl_ppo.training import train_from_file
+from bbrl_ppo.cli.training import train_from_file
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bbrl_ppo.losses import (
+from bbrl_ppo.algorithms.losses import (
     adapt_kl_coef,
     approx_kl,
     clipped_surrogate,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bbrl_ppo.normalizers import ObservationNormalizer, RewardScaler, RunningMeanStd
+from bbrl_ppo.agents.normalizers import ObservationNormalizer, RewardScaler, RunningMeanStd
 
 
 def test_running_mean_std_matches_numpy_over_all_batches():
@@ -64,7 +64,7 @@ def _expected(normalizer: ObservationNormalizer, x: torch.Tensor) -> torch.Tenso
 
 
 def test_normalizer_follows_every_change_of_its_statistics():
-    from bbrl_ppo.networks import copy_parameters
+    from bbrl_ppo.agents.networks import copy_parameters
 
     normalizer, x = ObservationNormalizer(3), torch.randn(5, 3) * 4
     torch.testing.assert_close(normalizer(x), _expected(normalizer, x))  # fills the cache

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from bbrl_ppo.notebook import find_tensorboard_binary
+from bbrl_ppo.reporting.notebook import find_tensorboard_binary
 
 REPO = Path(__file__).parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -5,8 +5,8 @@ import torch
 from omegaconf import OmegaConf
 
 from bbrl_ppo import load_agent, read_checkpoint
-from bbrl_ppo.ppo import PPOClip, PPOPenalty, minibatch_indices
-from bbrl_ppo.schema import ConfigError
+from bbrl_ppo.algorithms.ppo import PPOClip, PPOPenalty, minibatch_indices
+from bbrl_ppo.config.schema import ConfigError
 
 
 def config(env="CartPole-v1", **algorithm):
@@ -198,7 +198,7 @@ def test_objective_equals_the_weighted_sum_of_the_losses(coefficients):
     workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
     rollout = algo.prepare_rollout(workspace)
     algo._anneal()
-    from bbrl_ppo.ppo import UpdateSettings
+    from bbrl_ppo.algorithms.ppo import UpdateSettings
 
     algo.settings = UpdateSettings.from_config(algo.cfg.algorithm)
     policy_loss = torch.tensor(0.8, requires_grad=True)

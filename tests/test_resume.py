@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bbrl_ppo import training_checkpoint
-from bbrl_ppo.ppo import PPOClip, PPOPenalty
-from bbrl_ppo.training_checkpoint import CheckpointMismatchError, checkpoint_file
+from bbrl_ppo.algorithms.ppo import PPOClip, PPOPenalty
+from bbrl_ppo.persistence import training_checkpoint
+from bbrl_ppo.persistence.training_checkpoint import CheckpointMismatchError, checkpoint_file
 
 
 def config(env="CartPole-v1", base_dir="A", **algorithm):
@@ -157,7 +157,7 @@ def test_a_checkpoint_from_another_config_is_refused():
 
 
 def test_a_checkpoint_from_another_algorithm_is_refused():
-    with pytest.raises(CheckpointMismatchError, match="written by bbrl_ppo.ppo.PPOClip"):
+    with pytest.raises(CheckpointMismatchError, match="written by bbrl_ppo.algorithms.ppo.PPOClip"):
         PPOPenalty.resume(trained_run())
 
 

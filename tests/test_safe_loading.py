@@ -9,13 +9,13 @@ from omegaconf import OmegaConf
 
 import bbrl_ppo
 from bbrl_ppo import DiscretePolicy, load_agent, read_checkpoint, save_agent
-from bbrl_ppo.checkpoint import UnsafeCheckpointError
-from bbrl_ppo.networks import setup_optimizer
-from bbrl_ppo.registry import UnknownClassError, register_class
-from bbrl_ppo.replay import replay
-from bbrl_ppo.schema import ConfigError
-from bbrl_ppo.training import load_config
-from bbrl_ppo.training_checkpoint import load_training_checkpoint
+from bbrl_ppo.cli.replay import replay
+from bbrl_ppo.cli.training import load_config
+from bbrl_ppo.config.schema import ConfigError
+from bbrl_ppo.optim.setup import setup_optimizer
+from bbrl_ppo.persistence.agent_checkpoint import UnsafeCheckpointError
+from bbrl_ppo.persistence.registry import UnknownClassError, register_class
+from bbrl_ppo.persistence.training_checkpoint import load_training_checkpoint
 
 CARTPOLE = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
 
@@ -67,6 +67,19 @@ def test_a_checkpoint_cannot_name_an_arbitrary_class_to_call(tmp_path, marker):
     with pytest.raises(UnknownClassError, match="'os:system', which is not registered"):
         load_agent(path)
     assert not marker.exists()
+
+
+def test_a_checkpoint_written_before_the_sub_packages_still_loads(tmp_path):
+    # best_agent.pt files of earlier versions name bbrl_ppo.policies:DiscretePolicy.
+    policy = DiscretePolicy(4, [8], 2)
+    path = save_agent(tmp_path / "best_agent.pt", policy)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["class"] == "bbrl_ppo.agents.policies:DiscretePolicy"
+    checkpoint["class"] = "bbrl_ppo.policies:DiscretePolicy"
+    torch.save(checkpoint, path)
+    loaded = load_agent(path)
+    assert type(loaded) is DiscretePolicy
+    assert torch.equal(loaded.state_dict()["model.0.weight"], policy.state_dict()["model.0.weight"])
 
 
 def test_user_agent_classes_register_themselves_and_reload(tmp_path):

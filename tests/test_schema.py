@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from bbrl_ppo.schema import ConfigError, validate_config
-from bbrl_ppo.training import load_config
+from bbrl_ppo.cli.training import load_config
+from bbrl_ppo.config.schema import ConfigError, validate_config
 
 CONFIGS = ["cartpole.yaml", "cartpole_kl.yaml", "lunarlander.yaml", "pendulum.yaml"]
 
@@ -71,7 +71,7 @@ def test_malformed_override_is_a_config_error(configs_dir):
 def test_a_subclassed_schema_accepts_new_typed_fields():
     from dataclasses import dataclass, field
 
-    from bbrl_ppo.schema import AlgorithmConfig, PPOConfig
+    from bbrl_ppo.config.schema import AlgorithmConfig, PPOConfig
 
     @dataclass
     class MyAlgorithm(AlgorithmConfig):

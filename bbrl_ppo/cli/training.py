@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bbrl_ppo.ppo import ALGORITHMS, PPOClip
-from bbrl_ppo.schema import ConfigError, validate_config
+from bbrl_ppo.algorithms.ppo import ALGORITHMS, PPOClip
+from bbrl_ppo.config.schema import ConfigError, validate_config
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:

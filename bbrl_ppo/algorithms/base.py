@@ -40,14 +40,12 @@ from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from bbrl_ppo.advantages import transition_mask
-from bbrl_ppo.checkpoint import save_agent
-from bbrl_ppo.config import prepare_config, require, run_directory
-from bbrl_ppo.env_agent import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
-from bbrl_ppo.faults import check_finite_parameters, check_finite_tensor
-from bbrl_ppo.logger import Logger
-from bbrl_ppo.notebook import show_video
-from bbrl_ppo.training_checkpoint import (
+from bbrl_ppo.agents.env import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
+from bbrl_ppo.algorithms.advantages import transition_mask
+from bbrl_ppo.config.resolution import prepare_config, require, run_directory
+from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor
+from bbrl_ppo.persistence.agent_checkpoint import save_agent
+from bbrl_ppo.persistence.training_checkpoint import (
     RESUMABLE_OVERRIDES,
     CheckpointMismatchError,
     check_compatible,
@@ -56,7 +54,9 @@ from bbrl_ppo.training_checkpoint import (
     restore_training_state,
     save_training_checkpoint,
 )
-from bbrl_ppo.video import headless_rendering, record_episode, write_video
+from bbrl_ppo.reporting.logger import Logger
+from bbrl_ppo.reporting.notebook import show_video
+from bbrl_ppo.reporting.video import headless_rendering, record_episode, write_video
 
 EVALS_CSV_COLUMNS = ("nb_steps", "wall_s", "reward_mean", "reward_std", "reward_min", "reward_max")
 BEST_AGENT_FILE = "best_agent.pt"

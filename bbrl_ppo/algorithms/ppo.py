@@ -6,7 +6,7 @@ One rollout, read top to bottom in `run()`:
    per env (the first is the previous rollout's last), without gradients.
 2. `prepare_rollout`: old log-probs and values over the whole workspace, optional
    reward scaling, GAE with separate termination/episode-end masks
-   (`bbrl_ppo.advantages`), then the real transitions flattened into a `Rollout`.
+   (`bbrl_ppo.algorithms.advantages`), then the real transitions flattened into a `Rollout`.
 3. `update`: ``opt_epochs`` passes; each shuffles all transitions and visits each
    exactly once, in minibatches of ``batch_size``.
 4. `after_update`: refresh the old agents, update observation statistics, log.
@@ -29,7 +29,7 @@ import copy
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -37,13 +37,14 @@ import torch
 from bbrl.agents import KWAgentWrapper
 from bbrl.workspace import Workspace
 from torch.distributions import kl_divergence
-from torch.nn.utils import clip_grad_norm_
 
-from bbrl_ppo.advantages import generalized_advantages, transition_mask
-from bbrl_ppo.algo import EpisodicAlgo
-from bbrl_ppo.critics import VAgent
-from bbrl_ppo.faults import check_finite_parameters, check_finite_tensor, check_finite_value
-from bbrl_ppo.losses import (
+from bbrl_ppo.agents.critics import VAgent
+from bbrl_ppo.agents.networks import copy_parameters
+from bbrl_ppo.agents.normalizers import RewardScaler
+from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.algorithms.advantages import generalized_advantages, transition_mask
+from bbrl_ppo.algorithms.base import EpisodicAlgo
+from bbrl_ppo.algorithms.losses import (
     SurrogateTerms,
     adapt_kl_coef,
     clipped_surrogate,
@@ -52,10 +53,9 @@ from bbrl_ppo.losses import (
     normalize_advantages,
     value_loss,
 )
-from bbrl_ppo.networks import copy_parameters, setup_optimizer
-from bbrl_ppo.normalizers import RewardScaler
-from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
-from bbrl_ppo.schema import PPOConfig, validate_config
+from bbrl_ppo.config.schema import PPOConfig, validate_config
+from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor, check_finite_value
+from bbrl_ppo.optim.setup import gradient_clipper, setup_optimizer
 
 POLICY_TYPES = {"DiscretePolicy": DiscretePolicy, "GaussianPolicy": GaussianPolicy}
 
@@ -117,17 +117,6 @@ class UpdateSettings:
             clip_range_vf=optional("clip_range_vf"),
             target_kl=optional("target_kl"),
         )
-
-
-def gradient_clipper(
-    optimizer: torch.optim.Optimizer, agent: torch.nn.Module
-) -> Callable[[float], torch.Tensor]:
-    """``clip(max_norm) -> norm`` for the agent's gradients: on its flat buffer when it has one."""
-    flat = getattr(optimizer, "flat_parameters", None)
-    if flat is not None:
-        return flat.clip_grad_norm_
-    parameters = list(agent.parameters())
-    return lambda max_norm: clip_grad_norm_(parameters, max_norm, foreach=True)
 
 
 def minibatch_indices(

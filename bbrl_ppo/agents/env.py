@@ -31,10 +31,10 @@ import numpy as np
 from bbrl.agents import Agent
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from bbrl_ppo.env_state import capture_vector_env, restore_vector_env
-from bbrl_ppo.episode_tracker import ENV_VARIABLES, EpisodeTracker
-from bbrl_ppo.faults import EnvStepError, failing_env_index
-from bbrl_ppo.workspace_io import StepWriter, read_step
+from bbrl_ppo.agents.episode_tracker import ENV_VARIABLES, EpisodeTracker
+from bbrl_ppo.agents.workspace_io import StepWriter, read_step
+from bbrl_ppo.errors import EnvStepError, failing_env_index
+from bbrl_ppo.persistence.env_state import capture_vector_env, restore_vector_env
 
 #: Offset between the seeds of training and evaluation envs, so that evaluation
 #: episodes never replay the training episodes' initial states.
@@ -259,7 +259,7 @@ class VectorGymAgent(Agent):
         """Everything needed to continue stepping exactly here, as plain data.
 
         ``state["envs"]["exact"]`` is False when some env state could not be
-        captured (see `bbrl_ppo.env_state`).
+        captured (see `bbrl_ppo.persistence.env_state`).
         """
         return {
             "envs": capture_vector_env(self.envs),

@@ -10,7 +10,7 @@ numbers, strings, lists and dicts), so it loads with
   so a notebook's own subclass is covered), the best policy;
 - counters, best reward, evaluation history, elapsed time, the algorithm's own
   extras (`EpisodicAlgo.extra_training_state`: KL coefficient, schedules...);
-- RNG states: torch, numpy, python, and every env's (see `bbrl_ppo.env_state`);
+- RNG states: torch, numpy, python, and every env's (see `bbrl_ppo.persistence.env_state`);
 - the env agents' state and the last step of the rollout workspace, which the
   next rollout starts from;
 - the configuration and the code versions, checked on resume.
@@ -22,8 +22,6 @@ produces the same rollouts, updates and evaluations as the uninterrupted one.
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib.metadata
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,19 +32,19 @@ from bbrl.agents import Agents, KWAgentWrapper, TemporalAgent
 from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 
-from bbrl_ppo.checkpoint import atomic_save, load_plain
-from bbrl_ppo.env_agent import VectorGymAgent
-from bbrl_ppo.registry import class_path
+from bbrl_ppo.agents.env import VectorGymAgent
+from bbrl_ppo.persistence.agent_checkpoint import atomic_save, load_plain
+from bbrl_ppo.persistence.code_version import code_versions
+from bbrl_ppo.persistence.registry import class_path
 
 if TYPE_CHECKING:
-    from bbrl_ppo.algo import EpisodicAlgo
+    from bbrl_ppo.algorithms.base import EpisodicAlgo
 
 TRAINING_FORMAT = "bbrl_ppo-training-1"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 #: Keys that may differ between a checkpoint's configuration and the resumed run's.
 RESUMABLE_OVERRIDES = ("algorithm.max_steps", "algorithm.max_epochs")
-_PACKAGE_DIR = Path(__file__).parent
 
 
 class CheckpointMismatchError(ValueError):
@@ -55,18 +53,6 @@ class CheckpointMismatchError(ValueError):
 
 def checkpoint_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
-
-
-def code_versions() -> dict[str, str]:
-    """What must not change for a resumed run to continue the same computation."""
-    digest = hashlib.sha256()
-    for source in sorted(_PACKAGE_DIR.glob("*.py")):
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes())
-    versions = {"bbrl_ppo source": digest.hexdigest()[:16]}
-    for package in ("torch", "gymnasium", "bbrl", "numpy"):
-        versions[package] = importlib.metadata.version(package)
-    return versions
 
 
 def comparable_config(cfg: DictConfig | dict) -> dict[str, Any]:

@@ -86,6 +86,11 @@ class ObservationNormalizer(nn.Module):
         return self._affine
 
 
+def make_normalizer(size: int, normalize: bool, clip: float) -> nn.Module:
+    """A running observation normalizer, or the identity when normalization is off."""
+    return ObservationNormalizer(size, clip=clip) if normalize else nn.Identity()
+
+
 class RewardScaler(nn.Module):
     """Divides rewards by the running std of the discounted return (no centering).
 

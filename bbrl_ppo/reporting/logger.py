@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bbrl_ppo.registry import resolve_logger
+from bbrl_ppo.persistence.registry import resolve_logger
 
 DEFAULT_LOGGER = {
     "classname": "bbrl.utils.logger.TFLogger",

@@ -10,10 +10,10 @@ import torch
 from bbrl.agents import Agents, TemporalAgent
 from bbrl.workspace import Workspace
 
-from bbrl_ppo.algo import BEST_AGENT_FILE
-from bbrl_ppo.checkpoint import UnsafeCheckpointError, load_agent, read_checkpoint
-from bbrl_ppo.env_agent import VectorGymAgent
-from bbrl_ppo.video import headless_rendering, record_episode, write_video
+from bbrl_ppo.agents.env import VectorGymAgent
+from bbrl_ppo.algorithms.base import BEST_AGENT_FILE
+from bbrl_ppo.persistence.agent_checkpoint import UnsafeCheckpointError, load_agent, read_checkpoint
+from bbrl_ppo.reporting.video import headless_rendering, record_episode, write_video
 
 #: Seeds for replays, away from the training and evaluation seeds.
 REPLAY_SEED = 2_000_003

@@ -11,7 +11,7 @@ import torch
 from bbrl.agents import Agent
 from bbrl.workspace import Workspace
 
-from bbrl_ppo.env_agent import VectorGymAgent
+from bbrl_ppo.agents.env import VectorGymAgent
 
 
 def headless_rendering() -> None:

@@ -18,33 +18,10 @@ from bbrl.agents import Agent
 from torch import nn
 from torch.distributions import Distribution
 
-from bbrl_ppo.checkpoint import RecordsInitArgs
-from bbrl_ppo.distributions import DiagonalGaussian, LogitsCategorical
-from bbrl_ppo.networks import build_ortho_mlp
-from bbrl_ppo.normalizers import ObservationNormalizer
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-}
-
-
-def make_activation(name: str) -> nn.Module:
-    """The activation module for a name (names keep checkpoints plain data)."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(
-            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
-        ) from None
-
-
-def make_normalizer(size: int, normalize: bool, clip: float) -> nn.Module:
-    """A running observation normalizer, or the identity when normalization is off."""
-    return ObservationNormalizer(size, clip=clip) if normalize else nn.Identity()
+from bbrl_ppo.agents.distributions import DiagonalGaussian, LogitsCategorical
+from bbrl_ppo.agents.networks import build_ortho_mlp, make_activation
+from bbrl_ppo.agents.normalizers import make_normalizer
+from bbrl_ppo.persistence.agent_checkpoint import RecordsInitArgs
 
 
 class StochasticPolicy(RecordsInitArgs, Agent):
@@ -167,3 +144,10 @@ class GaussianPolicy(StochasticPolicy):
 
     def best_action(self, distribution: DiagonalGaussian) -> torch.Tensor:
         return distribution.mean
+
+
+#: The policy classes a config's ``algorithm.policy_type`` may name.
+POLICY_TYPES: dict[str, type[StochasticPolicy]] = {
+    "DiscretePolicy": DiscretePolicy,
+    "GaussianPolicy": GaussianPolicy,
+}

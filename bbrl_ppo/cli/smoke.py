@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bbrl.agents import KWAgentWrapper
 
-from bbrl_ppo.algo import EpisodicAlgo
-from bbrl_ppo.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.algorithms.base import EpisodicAlgo
 
 
 class UntrainedPolicyRun(EpisodicAlgo):

@@ -23,8 +23,8 @@ from omegaconf import MISSING as REQUIRED
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from bbrl_ppo.config import register_resolvers
-from bbrl_ppo.registry import (
+from bbrl_ppo.config.resolution import register_resolvers
+from bbrl_ppo.persistence.registry import (
     UnknownClassError,
     resolve_logger,
     resolve_optimizer,
@@ -236,7 +236,7 @@ def _check_values(node: DictConfig, schema: type, prefix: str) -> None:
 
 
 def _check_classnames(cfg: DictConfig) -> None:
-    """Optimizer and logger must be allowed classes (see `bbrl_ppo.registry`)."""
+    """Optimizer and logger must be allowed classes (see `bbrl_ppo.persistence.registry`)."""
     try:
         optimizer = resolve_optimizer(str(cfg.optimizer.classname))
         if cfg.logger.get("classname") is not None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from bbrl.agents import Agent
 
-from bbrl_ppo.checkpoint import RecordsInitArgs
-from bbrl_ppo.networks import build_ortho_mlp
-from bbrl_ppo.policies import make_activation, make_normalizer
+from bbrl_ppo.agents.networks import build_ortho_mlp, make_activation
+from bbrl_ppo.agents.normalizers import make_normalizer
+from bbrl_ppo.persistence.agent_checkpoint import RecordsInitArgs
 
 
 class VAgent(RecordsInitArgs, Agent):

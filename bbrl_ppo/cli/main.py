@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bbrl_ppo.faults import EnvStepError, NumericalError
-from bbrl_ppo.replay import REPLAY_SEED, replay
+from bbrl_ppo.cli.replay import REPLAY_SEED, replay
+from bbrl_ppo.errors import EnvStepError, NumericalError
 
 
 def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int) -> None:
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             import torch
 
-            from bbrl_ppo.training import resume_run, train_from_file
+            from bbrl_ppo.cli.training import resume_run, train_from_file
 
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if algo.interrupted:
                 return 130
         elif args.command == "smoke":
-            from bbrl_ppo.smoke import run_smoke
+            from bbrl_ppo.cli.smoke import run_smoke
 
             run_dir = run_smoke(args.env, args.steps)
             print(f"Results in {run_dir} (evals.csv, best_agent.pt, best_agent.mp4, tensorboard)")

@@ -30,6 +30,15 @@ BUILTIN_LOGGERS = {
 }
 
 
+#: Modules that moved when the package was split into sub-packages: checkpoints
+#: written before name their classes by the old module path.
+MOVED_MODULES = {
+    "bbrl_ppo.policies": "bbrl_ppo.agents.policies",
+    "bbrl_ppo.critics": "bbrl_ppo.agents.critics",
+    "bbrl_ppo.ppo": "bbrl_ppo.algorithms.ppo",
+}
+
+
 class UnknownClassError(ValueError):
     """A name in a config or checkpoint that is not an allowed class."""
 
@@ -55,6 +64,9 @@ def register_class(cls: _T) -> _T:
 
 def registered(name: str, base: type) -> type | None:
     """The registered subclass of `base` called `name` (dotted path or bare name)."""
+    module, _, qualname = name.rpartition(".")
+    if module in MOVED_MODULES:
+        name = f"{MOVED_MODULES[module]}.{qualname}"
     cls = _REGISTERED.get(name)
     if cls is None:
         matches = [c for c in _REGISTERED.values() if c.__qualname__ == name]

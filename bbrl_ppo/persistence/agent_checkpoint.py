@@ -24,7 +24,7 @@ import torch
 from bbrl.agents import Agent, KWAgentWrapper
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bbrl_ppo.registry import register_class, resolve_agent
+from bbrl_ppo.persistence.registry import register_class, resolve_agent
 
 CHECKPOINT_FORMAT = 1
 
@@ -34,7 +34,7 @@ class RecordsInitArgs:
 
     Needed to rebuild an agent from a weights-only checkpoint: the state dict
     alone does not say how large the network was. Subclasses also register
-    themselves (`bbrl_ppo.registry`): a checkpoint can only name a class whose
+    themselves (`bbrl_ppo.persistence.registry`): a checkpoint can only name a class whose
     definition the user ran.
     """
 

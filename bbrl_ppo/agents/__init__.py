@@ -1,0 +1,1 @@
+"""Workspace writers: the env agent, policies, critics, and the networks inside them."""

@@ -1,0 +1,1 @@
+"""Configuration: the typed schema (the only place defaults live) and its resolution."""

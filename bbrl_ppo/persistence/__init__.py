@@ -1,0 +1,1 @@
+"""What goes to disk and comes back: agent and training checkpoints, env state, registry."""

@@ -1,0 +1,1 @@
+"""What a person watches: the tensorboard logger, videos, notebook display."""
