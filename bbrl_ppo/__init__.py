@@ -12,8 +12,13 @@ from bbrl_ppo.agents.critics import VAgent
 from bbrl_ppo.agents.env import VectorGymAgent, make_env
 from bbrl_ppo.agents.networks import build_mlp, build_ortho_mlp, copy_parameters, ortho_init
 from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
-from bbrl_ppo.algorithms.base import EpisodicAlgo, RLBase, iter_episodes, iter_partial_episodes
+from bbrl_ppo.algorithms.advantages import generalized_advantages, transition_mask
+from bbrl_ppo.algorithms.base import RLBase
+from bbrl_ppo.algorithms.episodic import EpisodicAlgo, iter_episodes, iter_partial_episodes
+from bbrl_ppo.algorithms.losses import clipped_surrogate, normalize_advantages
 from bbrl_ppo.algorithms.ppo import PPOClip, PPOPenalty
+from bbrl_ppo.algorithms.rollout import minibatch_indices
+from bbrl_ppo.cli.training import load_config
 from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.config.schema import ConfigError, PPOConfig, validate_config
 from bbrl_ppo.errors import EnvStepError, NumericalError
@@ -48,17 +53,23 @@ __all__ = [
     "Workspace",
     "build_mlp",
     "build_ortho_mlp",
+    "clipped_surrogate",
     "copy_parameters",
     "gae",
+    "generalized_advantages",
     "iter_episodes",
     "iter_partial_episodes",
     "load_agent",
+    "load_config",
     "make_env",
+    "minibatch_indices",
+    "normalize_advantages",
     "ortho_init",
     "read_checkpoint",
     "register_class",
     "save_agent",
     "setup_optimizer",
     "setup_tensorboard",
+    "transition_mask",
     "validate_config",
 ]

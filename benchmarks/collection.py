@@ -33,14 +33,14 @@ timed.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 import torch
+from bench_common import pin_to_last_core, print_rates_table  # benchmarks/ is on sys.path
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import nn
 from torch.distributions import Categorical
@@ -136,18 +136,11 @@ def sb3_collect(n_envs: int, n_steps: int, total_steps: int) -> float:
     return rate
 
 
-def pin_to_last_core() -> int:
-    last = os.cpu_count() - 1
-    os.sched_setaffinity(0, {last})
-    torch.set_num_threads(1)
-    return last
-
-
 def contenders(with_sb3: bool) -> dict[str, Callable[[int, int, int], float]]:
     found = {
         "bbrl_ppo agents": ours,
-        "raw loop": lambda *args: raw_loop(*args, with_critic=False),
-        "raw loop + critic": lambda *args: raw_loop(*args, with_critic=True),
+        "raw loop": partial(raw_loop, with_critic=False),
+        "raw loop + critic": partial(raw_loop, with_critic=True),
     }
     if with_sb3:
         try:
@@ -174,18 +167,15 @@ def main() -> None:
         f"core {core}, 1 torch thread, {args.repeats} alternated rounds of {args.steps:,} "
         "steps: median steps/s, and median of the per-round ratios"
     )
-    header = f"{'n_envs':>6} | {'contender':<20} | {'steps/s':>9} | {'ours / it':>9}"
-    print(header)
-    print("-" * len(header))
-    for n_envs in args.envs:
-        rates: dict[str, list[float]] = {name: [] for name in measures}
-        for _ in range(args.repeats):
-            for name, measure in measures.items():
-                rates[name].append(measure(n_envs, args.n_steps, args.steps))
-        ours_rates = rates["bbrl_ppo agents"]
-        for name, values in rates.items():
-            ratio = statistics.median(o / v for o, v in zip(ours_rates, values, strict=True))
-            print(f"{n_envs:>6} | {name:<20} | {statistics.median(values):>9,.0f} | {ratio:>9.2f}")
+    print_rates_table(
+        {
+            name: partial(measure, n_steps=args.n_steps, total_steps=args.steps)
+            for name, measure in measures.items()
+        },
+        args.envs,
+        args.repeats,
+        ours="bbrl_ppo agents",
+    )
 
 
 if __name__ == "__main__":

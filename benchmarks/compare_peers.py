@@ -109,9 +109,6 @@ RL_ZOO_CARTPOLE = {
     "policy_kwargs": {},
 }
 
-#: Our activation names and SB3's `activation_fn` (a torch.nn class).
-ACTIVATION_CLASSES = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}
-
 
 # -- the two sides' settings, as plain data (written to each child's spec file) ------------
 def our_overrides(case: Case, args: argparse.Namespace, seed: int, run_dir: Path) -> list[str]:
@@ -138,6 +135,8 @@ def sb3_mirror(cfg: Any) -> dict[str, Any]:
     """
     from omegaconf import OmegaConf
 
+    from bbrl_ppo.agents.networks import ACTIVATIONS
+
     algorithm, optimizer = cfg.algorithm, cfg.optimizer
     if algorithm.variant != "ppo_clip":
         raise ValueError(
@@ -157,7 +156,7 @@ def sb3_mirror(cfg: Any) -> dict[str, Any]:
             "pi": list(algorithm.architecture.actor_hidden_size),
             "vf": list(algorithm.architecture.critic_hidden_size),
         },
-        "activation_fn": ACTIVATION_CLASSES[algorithm.architecture.activation],
+        "activation_fn": ACTIVATIONS[algorithm.architecture.activation].__name__,
         "ortho_init": True,
         "optimizer_class": str(optimizer.classname).rsplit(".", 1)[-1],
         "optimizer_kwargs": optimizer_kwargs,
@@ -178,11 +177,11 @@ def sb3_mirror(cfg: Any) -> dict[str, Any]:
         "n_envs": int(algorithm.n_envs),
         "normalize": normalize,
         "ppo": {
-            "n_steps": int(algorithm.n_steps),
+            "n_steps": int(algorithm.transitions_per_env),
             "batch_size": int(algorithm.batch_size),
             "n_epochs": int(algorithm.opt_epochs),
             "gamma": float(algorithm.discount_factor),
-            "gae_lambda": float(algorithm.gae),
+            "gae_lambda": float(algorithm.gae_lambda),
             "learning_rate": _schedule(float(optimizer.lr), algorithm.anneal_lr),
             "clip_range": _schedule(float(algorithm.clip_range), algorithm.anneal_clip_range),
             # Ours takes the worse of the clipped and unclipped errors; SB3 the clipped one.

@@ -10,8 +10,6 @@ steps/s of each with ratios.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import time
 from functools import partial
 
@@ -21,6 +19,7 @@ from bbrl.agents import Agent, Agents, TemporalAgent
 from bbrl.agents.gymnasium import ParallelGymAgent
 from bbrl.agents.gymnasium import make_env as bbrl_make_env
 from bbrl.workspace import Workspace
+from bench_common import pin_to_last_core, print_rates_table  # benchmarks/ is on sys.path
 
 from bbrl_ppo import VectorGymAgent
 
@@ -79,13 +78,6 @@ def raw_gymnasium(n_envs: int, total_steps: int) -> float:
     return steps / elapsed
 
 
-def pin_to_last_core() -> int:
-    last = os.cpu_count() - 1
-    os.sched_setaffinity(0, {last})
-    torch.set_num_threads(1)
-    return last
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per measurement")
@@ -111,20 +103,12 @@ def main() -> None:
         f"{ENV_NAME}, random actions, core {core}, 1 torch thread, {args.repeats} alternated "
         f"rounds of {args.steps:,} steps: median steps/s, and median of the per-round ratios"
     )
-    header = f"{'n_envs':>6} | {'contender':<28} | {'steps/s':>9} | {'ours / it':>9}"
-    print(header)
-    print("-" * len(header))
-    for n_envs in args.envs:
-        rates: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(args.repeats):
-            for name, measure in contenders.items():
-                rates[name].append(measure(n_envs, args.steps))
-        ours_rates = rates["bbrl_ppo VectorGymAgent"]
-        for name, values in rates.items():
-            # Ratios within a round compare runs seconds apart: machine speed drifts
-            # more than that between rounds.
-            ratio = statistics.median(o / v for o, v in zip(ours_rates, values, strict=True))
-            print(f"{n_envs:>6} | {name:<28} | {statistics.median(values):>9,.0f} | {ratio:>9.2f}")
+    print_rates_table(
+        {name: partial(measure, total_steps=args.steps) for name, measure in contenders.items()},
+        args.envs,
+        args.repeats,
+        ours="bbrl_ppo VectorGymAgent",
+    )
 
 
 if __name__ == "__main__":

@@ -22,16 +22,16 @@ To time an older version of the package, put its checkout first on the path:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from bench_common import pin_to_last_core  # benchmarks/ is on sys.path
 
 from bbrl_ppo.algorithms.ppo import PPOClip
 from bbrl_ppo.cli.training import load_config
-from bbrl_ppo.optim.setup import setup_optimizer
+from bbrl_ppo.optim.setup import gradient_clipper, setup_optimizer
 
 CARTPOLE = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
 PHASES = ("prepare_rollout", "update", "after_update")
@@ -86,16 +86,10 @@ ADAM_KINDS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused
 
 def minibatch_setup(kind: str, flat: bool) -> tuple[PPOClip, object]:
     """A PPOClip with Adam of `kind` (flat parameter buffers or not) and one CartPole rollout."""
-    from bbrl_ppo.algorithms.ppo import (  # absent from older versions
-        UpdateSettings,
-        gradient_clipper,
-    )
-
     algo = PPOClip(cartpole_config(2000, [f"algorithm.flat_parameters={flat}"]))
-    workspace = next(algo.iter_partial_episodes(algo.cfg.algorithm.n_steps + 1))
+    workspace = next(algo.iter_partial_episodes())
     rollout = algo.prepare_rollout(workspace)
     algo._anneal()
-    algo.settings = UpdateSettings.from_config(algo.cfg.algorithm)
     optimizer_config = {"classname": "Adam", "lr": 1e-3, "eps": 1e-5, **ADAM_KINDS[kind]}
     clippers = []
     for name, agent in (
@@ -196,9 +190,7 @@ def main() -> None:
         "--config", type=Path, default=CARTPOLE, help="config of the phase timing only"
     )
     args = parser.parse_args()
-    last = max(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {last})
-    torch.set_num_threads(1)
+    last = pin_to_last_core()
     print(f"core {last}, 1 torch thread, torch {torch.__version__}")
 
     runs = [phases(args.steps, args.config) for _ in range(args.repeats)]

@@ -17,7 +17,7 @@ from bbrl_ppo import (
     load_agent,
     read_checkpoint,
 )
-from bbrl_ppo.algorithms.base import count_transitions
+from bbrl_ppo.algorithms.episodic import count_transitions
 
 
 class StepCounter(gym.Wrapper):

@@ -86,7 +86,8 @@ def test_train_then_resume_with_a_larger_budget(capsys, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "base_dir: tiny\nprogress_bar: false\ngym_env: {env_name: CartPole-v1}\n"
-        "algorithm: {n_envs: 2, n_steps: 16, batch_size: 32, max_steps: 64, eval_interval: 32}\n"
+        "algorithm: {n_envs: 2, transitions_per_env: 16, batch_size: 32, max_steps: 64,\n"
+        "  eval_interval: 32}\n"
     )
     assert main(["train", str(config)]) == 0
     capsys.readouterr()
@@ -95,5 +96,5 @@ def test_train_then_resume_with_a_larger_budget(capsys, tmp_path):
     resumed_at = int(re.search(r"Resuming .* at (\d+) env steps", out).group(1))
     done_at = int(re.search(r"Done: (\d+) env steps", out).group(1))
     assert 64 <= resumed_at < 128 <= done_at
-    assert main(["train", "--resume", "outputs/tiny", "algorithm.gae=0.5"]) == 2
-    assert "Cannot change 'algorithm.gae'" in capsys.readouterr().err
+    assert main(["train", "--resume", "outputs/tiny", "algorithm.gae_lambda=0.5"]) == 2
+    assert "Cannot change 'algorithm.gae_lambda'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def config(env_args=None, **algorithm):
             "algorithm": {
                 "seed": 10,
                 "n_envs": 2,
-                "n_steps": 16,
+                "transitions_per_env": 16,
                 "batch_size": 16,
                 "opt_epochs": 2,
                 "max_steps": 800,

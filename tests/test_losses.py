@@ -13,6 +13,7 @@ from bbrl_ppo.algorithms.losses import (
     kl_penalized_surrogate,
     normalize_advantages,
     value_loss,
+    weighted_objective,
 )
 
 
@@ -89,3 +90,28 @@ def test_normalize_advantages():
     assert float(normalized.std()) == pytest.approx(1.0, abs=1e-6)
     single = torch.tensor([5.0])
     assert torch.equal(normalize_advantages(single), single)
+
+
+@pytest.mark.parametrize(
+    "coefficients",
+    [
+        {"policy_coef": 1.0, "entropy_coef": 0.0, "critic_coef": 0.5},
+        {"policy_coef": 0.7, "entropy_coef": 0.01, "critic_coef": 1.0},
+        {"policy_coef": 2.0, "entropy_coef": 0.3, "critic_coef": 0.25},
+    ],
+)
+def test_objective_is_the_weighted_sum_of_the_terms_and_its_gradients(coefficients):
+    policy_loss = torch.tensor(0.8, requires_grad=True)
+    entropy = torch.tensor(0.6, requires_grad=True)
+    critic_loss = torch.tensor(1.9, requires_grad=True)
+    objective = weighted_objective(policy_loss, entropy, critic_loss, **coefficients)
+    expected = (
+        coefficients["policy_coef"] * 0.8
+        - coefficients["entropy_coef"] * 0.6
+        + coefficients["critic_coef"] * 1.9
+    )
+    assert objective.item() == pytest.approx(expected)
+    objective.backward()
+    assert policy_loss.grad.item() == pytest.approx(coefficients["policy_coef"])
+    assert critic_loss.grad.item() == pytest.approx(coefficients["critic_coef"])
+    assert entropy.grad.item() == pytest.approx(-coefficients["entropy_coef"])

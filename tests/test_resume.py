@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -27,7 +28,7 @@ def config(env="CartPole-v1", base_dir="A", **algorithm):
             "algorithm": {
                 "seed": 3,
                 "n_envs": 4,
-                "n_steps": 16,
+                "transitions_per_env": 16,
                 "batch_size": 32,
                 "opt_epochs": 2,
                 "max_steps": 1600,
@@ -49,7 +50,7 @@ def eval_rows(run_dir):
 
 def final_parameters(run_dir):
     state = torch.load(checkpoint_file(run_dir), weights_only=True)
-    return state["modules"], state["counters"]["nb_steps"]
+    return state["training_state"]["modules"], state["training_state"]["nb_steps"]
 
 
 class KeepsEveryCheckpoint:
@@ -137,7 +138,7 @@ def test_sigterm_stops_at_the_rollout_boundary_with_a_checkpoint():
     assert algo.interrupted
     assert algo.epoch == 6, "the rollout under way was finished, no other was started"
     state = torch.load(algo.checkpoint_path, weights_only=True)
-    assert state["counters"]["epoch"] == 6
+    assert state["training_state"]["nb_rollouts"] == 6
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the handler was removed"
 
 
@@ -151,8 +152,8 @@ def trained_run(**algorithm):
 def test_a_checkpoint_from_another_config_is_refused():
     run = trained_run()
     path = run / "config.yaml"
-    path.write_text(path.read_text().replace("gae: 0.95", "gae: 0.9"))
-    with pytest.raises(CheckpointMismatchError, match="differs at: algorithm.gae"):
+    path.write_text(path.read_text().replace("gae_lambda: 0.95", "gae_lambda: 0.9"))
+    with pytest.raises(CheckpointMismatchError, match="differs at: algorithm.gae_lambda"):
         PPOClip.resume(run)
 
 
@@ -172,8 +173,8 @@ def test_a_checkpoint_from_other_code_is_refused_unless_allowed(monkeypatch):
 
 def test_resuming_may_raise_the_budget_but_change_nothing_else():
     run = trained_run()
-    with pytest.raises(CheckpointMismatchError, match="Cannot change 'algorithm.gae'"):
-        PPOClip.resume(run, overrides=["algorithm.gae=0.5"])
+    with pytest.raises(CheckpointMismatchError, match="Cannot change 'algorithm.gae_lambda'"):
+        PPOClip.resume(run, overrides=["algorithm.gae_lambda=0.5"])
     algo = PPOClip.resume(run, overrides=["algorithm.max_steps=800"])
     start = algo.nb_steps
     algo.run()
@@ -198,8 +199,8 @@ def test_envs_whose_state_cannot_be_saved_resume_with_new_episodes(capsys):
 SIGKILL_CONFIG = """
 progress_bar: false
 gym_env: {env_name: CartPole-v1}
-algorithm: {seed: 3, n_envs: 4, n_steps: 32, max_steps: 4000, eval_interval: 500, nb_evals: 3,
-  checkpoint_interval: 700, opt_epochs: 4, batch_size: 64, anneal_lr: true,
+algorithm: {seed: 3, n_envs: 4, transitions_per_env: 32, max_steps: 4000, eval_interval: 500,
+  nb_evals: 3, checkpoint_interval: 700, opt_epochs: 4, batch_size: 64, anneal_lr: true,
   anneal_clip_range: true}
 optimizer: {lr: 0.001}
 """
@@ -246,7 +247,7 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_the_uninterrupted_run(
     while time.monotonic() < deadline:
         time.sleep(0.05)
         try:
-            if torch.load(checkpoint, weights_only=True)["counters"]["nb_steps"] >= 1400:
+            if torch.load(checkpoint, weights_only=True)["training_state"]["nb_steps"] >= 1400:
                 break
         except (FileNotFoundError, RuntimeError, EOFError):
             continue
@@ -292,5 +293,40 @@ def test_optimizer_state_of_another_parameter_layout_is_a_mismatch(tmp_path):
     with pytest.raises(
         CheckpointMismatchError, match="optimizer 'critic_optimizer'|'policy_optimizer'"
     ):
-        training_checkpoint.restore_training_state(flat, state)
+        flat.load_training_state(state["training_state"])
     flat.close()
+
+
+def _run_files(run_dir):
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(Path(run_dir).iterdir())
+        if path.is_file() and path.name != "best_agent.pt"
+    }
+
+
+def test_a_refused_resume_writes_nothing_in_the_run_directory():
+    run = trained_run()
+    before = _run_files(run)
+    assert "evals.csv" in before and len(before["evals.csv"].splitlines()) > 1
+    # An optimizer state of the other parameter layout: refused only when it is loaded,
+    # after the constructor ran.
+    separate = PPOClip(config(base_dir=str(run.parent / "separate"), flat_parameters=False))
+    state = torch.load(checkpoint_file(run), weights_only=True)
+    good = state["training_state"]["optimizers"]["policy_optimizer"]
+    bad = separate.policy_optimizer.state_dict()
+    separate.close()
+    state["training_state"]["optimizers"]["policy_optimizer"] = bad
+    torch.save(state, checkpoint_file(run))
+    with pytest.raises(CheckpointMismatchError, match="policy_optimizer"):
+        PPOClip.resume(run)
+    assert _run_files(run) == before
+    state["training_state"]["optimizers"]["policy_optimizer"] = good
+    torch.save(state, checkpoint_file(run))
+    PPOClip.resume(run).close()
+
+
+def test_a_resume_with_other_env_wrappers_is_refused():
+    run = trained_run()
+    with pytest.raises(CheckpointMismatchError, match="env wrappers"):
+        PPOClip.resume(run, env_wrappers=[gym.wrappers.RecordEpisodeStatistics])

@@ -31,7 +31,19 @@ def test_shipped_configs_are_valid(configs_dir, name):
         ("algorithm.n_envs=many", "'algorithm.n_envs'"),
         ("algorithm.variant=ppo", "one of ppo_clip, ppo_kl"),
         ("gym_env.vectorisation=async", "did you mean 'gym_env.vectorization'"),
-        ("algorithm.gae=1.5", "a number in [0, 1]"),
+        ("algorithm.gae_lambda=1.5", "a number in [0, 1]"),
+        ("algorithm.n_steps=32", "'algorithm.n_steps' was renamed 'algorithm.transitions_per_env'"),
+        ("algorithm.gae=0.9", "'algorithm.gae' was renamed 'algorithm.gae_lambda'"),
+        ("algorithm.max_epochs=9", "'algorithm.max_epochs' was renamed 'algorithm.max_rollouts'"),
+        (
+            "algorithm.kl_target=0.02",
+            "'algorithm.kl_target' was renamed 'algorithm.kl_penalty.target'",
+        ),
+        (
+            "algorithm.kl_coef=2",
+            "'algorithm.kl_coef' was renamed 'algorithm.kl_penalty.initial_coef'",
+        ),
+        ("algorithm.kl_penalty.targt=0.1", "did you mean 'algorithm.kl_penalty.target'"),
         ("algorithm.max_steps=null", "No budget"),
     ],
 )

@@ -188,15 +188,6 @@ class VectorGymAgent(Agent):
         return isinstance(self.observation_space, gym.spaces.Discrete)
 
     # -- stepping ----------------------------------------------------------------------
-    def __call__(self, workspace, **kwargs) -> None:
-        # Same as bbrl's Agent.__call__, without nn.Module.__setattr__'s cost
-        # (two calls a step; `workspace` is a plain attribute either way).
-        self.__dict__["workspace"] = workspace
-        try:
-            self.forward(**kwargs)
-        finally:
-            self.__dict__["workspace"] = None
-
     def forward(self, t: int, **kwargs) -> None:
         if t == 0:
             seeds, self._seeds = self._seeds, None

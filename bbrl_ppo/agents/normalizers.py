@@ -56,34 +56,18 @@ class ObservationNormalizer(nn.Module):
         self.stats = RunningMeanStd(size)
         self.clip = clip
         self.eps = eps
-        self._affine_key: tuple | None = None
-        self._affine: tuple[torch.Tensor, torch.Tensor] = (torch.ones(()), torch.zeros(()))
 
     def update(self, observations: torch.Tensor) -> None:
         self.stats.update(observations)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.affine(observations.dtype)
+        scale = (self.stats.var + self.eps).rsqrt()
+        shift = -self.stats.mean * scale
         # obs * scale + shift == (obs - mean) / std, in one op instead of two.
-        return torch.addcmul(shift, observations, scale).clamp(-self.clip, self.clip)
-
-    def affine(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(1 / std, -mean / std)`` in `dtype`, recomputed only when the statistics change.
-
-        The statistics change a few times per rollout (`update`, `load_state_dict`,
-        the old policy's in-place refresh), while `forward` runs at every env step and
-        every minibatch: caching saves five operations per call. Any in-place change
-        of the buffers bumps their version counter, which invalidates the cache.
-        """
-        mean, var = self.stats.mean, self.stats.var
-        key = (mean._version, var._version, mean.data_ptr(), var.data_ptr(), dtype)
-        if key != self._affine_key:
-            # Plain tensors even when first called under inference_mode (evaluation).
-            with torch.inference_mode(False), torch.no_grad():
-                scale = (var + self.eps).rsqrt()
-                self._affine = (scale.to(dtype), (-mean * scale).to(dtype))
-            self._affine_key = key
-        return self._affine
+        normalized = torch.addcmul(
+            shift.to(observations.dtype), observations, scale.to(observations.dtype)
+        )
+        return normalized.clamp(-self.clip, self.clip)
 
 
 def make_normalizer(size: int, normalize: bool, clip: float) -> nn.Module:

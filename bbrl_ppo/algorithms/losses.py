@@ -118,3 +118,20 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
     if target_variance == 0 or targets.numel() < 2:
         return float("nan")
     return float(1 - (targets - predictions).var() / target_variance)
+
+
+def weighted_objective(
+    policy_loss: torch.Tensor,
+    entropy: torch.Tensor,
+    critic_loss: torch.Tensor,
+    *,
+    policy_coef: float,
+    entropy_coef: float,
+    critic_coef: float,
+) -> torch.Tensor:
+    """``policy_coef * L_policy - entropy_coef * H + critic_coef * L_critic``.
+
+    Policy and critic share no parameter, so one backward pass through this sum
+    gives each its own gradient.
+    """
+    return policy_coef * policy_loss - entropy_coef * entropy + critic_coef * critic_loss

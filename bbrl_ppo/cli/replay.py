@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 from bbrl.agents import Agents, TemporalAgent
-from bbrl.workspace import Workspace
 
 from bbrl_ppo.agents.env import VectorGymAgent
 from bbrl_ppo.algorithms.base import BEST_AGENT_FILE
+from bbrl_ppo.algorithms.evaluation import play_episodes
 from bbrl_ppo.persistence.agent_checkpoint import UnsafeCheckpointError, load_agent, read_checkpoint
-from bbrl_ppo.reporting.video import headless_rendering, record_episode, write_video
+from bbrl_ppo.reporting.video import record_video
 
 #: Seeds for replays, away from the training and evaluation seeds.
 REPLAY_SEED = 2_000_003
@@ -74,25 +74,19 @@ def replay(
 
     env_agent = VectorGymAgent(env_name, episodes, env_args=env_args, autoreset=False, seed=seed)
     try:
-        workspace = Workspace()
-        with torch.inference_mode():
-            TemporalAgent(Agents(env_agent, policy))(workspace, t=0, stop_variable="env/done")
-        returns = workspace.get("env/cumulated_reward", workspace.time_size() - 1).clone()
+        returns = play_episodes(TemporalAgent(Agents(env_agent, policy)))
     finally:
         env_agent.close()
 
     video_path = None
     if video is not None:
-        headless_rendering()
-        render_agent = VectorGymAgent(
-            env_name, 1, env_args=env_args, autoreset=False, seed=seed, render_mode="rgb_array"
+        video_path, _ = record_video(
+            lambda: VectorGymAgent(
+                env_name, 1, env_args=env_args, autoreset=False, seed=seed, render_mode="rgb_array"
+            ),
+            policy,
+            video,
         )
-        try:
-            frames, _ = record_episode(render_agent, policy)
-            fps = render_agent.envs.metadata.get("render_fps") or 30
-        finally:
-            render_agent.close()
-        video_path = write_video(frames, video, fps=int(fps))
     return ReplayResult(returns=returns, video=video_path)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from bbrl.agents import KWAgentWrapper
 
 from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
-from bbrl_ppo.algorithms.base import EpisodicAlgo
+from bbrl_ppo.algorithms.episodic import EpisodicAlgo
 
 
 class UntrainedPolicyRun(EpisodicAlgo):

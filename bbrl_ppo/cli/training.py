@@ -46,7 +46,7 @@ def resume_run(
     algo = ALGORITHMS[variant].resume(
         run_dir, overrides=overrides, allow_code_change=allow_code_change
     )
-    print(f"Resuming {algo.base_dir} at {algo.nb_steps} env steps (update {algo.epoch + 1})")
+    print(f"Resuming {algo.base_dir} at {algo.nb_steps} env steps (update {algo.nb_rollouts + 1})")
     return _train(algo)
 
 

@@ -37,16 +37,6 @@ def prepare_config(cfg: Mapping[str, Any] | DictConfig) -> DictConfig:
     return config
 
 
-def require(cfg: DictConfig, *keys: str) -> None:
-    """Fail with one clear line when a configuration key the algorithm reads is missing."""
-    for key in keys:
-        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-            raise ValueError(f"The configuration has no '{key}', which this algorithm needs")
-
-
-_MISSING = object()
-
-
 def run_directory(base_dir: str | Path) -> Path:
     """Where a run writes: `base_dir` itself if absolute, else under ``outputs/``."""
     base_dir = Path(base_dir)

@@ -1,8 +1,10 @@
 """The typed configuration of PPO runs, checked before anything starts.
 
-YAML -> `validate_config` -> a typed omegaconf object -> constructors. An unknown
-key, a wrong type or an out-of-range value fails with one `ConfigError` line that
-names the key and what is allowed (with a close match for typos).
+YAML -> `validate_config` -> typed dataclass instances (an algorithm's ``config``)
+-> constructors. The dataclasses below are the only place a default or a type is
+written. An unknown key, a wrong type or an out-of-range value fails with one
+`ConfigError` line that names the key and what is allowed (with a close match for
+typos); a key of an earlier version names the one that replaced it.
 
 Extending the configuration on purpose (in a notebook, say):
 
@@ -13,6 +15,7 @@ Extending the configuration on purpose (in a notebook, say):
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Callable
@@ -23,6 +26,9 @@ from omegaconf import MISSING as REQUIRED
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from bbrl_ppo.agents.env import VECTORIZATIONS
+from bbrl_ppo.agents.networks import ACTIVATIONS
+from bbrl_ppo.agents.policies import POLICY_TYPES
 from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.persistence.registry import (
     UnknownClassError,
@@ -63,31 +69,53 @@ class GymEnvConfig:
     #: Keyword arguments of gymnasium.make.
     env_args: dict[str, Any] = field(default_factory=dict)
     #: "sync" (one process) or "async" (one subprocess per env).
-    vectorization: str = field(default="sync", metadata=one_of("sync", "async"))
+    vectorization: str = field(default="sync", metadata=one_of(*VECTORIZATIONS))
+
+
+@dataclass
+class EpisodicAlgorithmConfig:
+    """What `EpisodicAlgo` reads. Required here (bbrl_utils notebooks give them all);
+    `AlgorithmConfig` gives PPO's defaults."""
+
+    seed: int = REQUIRED
+    n_envs: int = field(default=REQUIRED, metadata=at_least(1))
+    #: Budget in env steps and/or rollouts; at least one must be set.
+    max_steps: int | None = field(default=None, metadata=_optional(at_least(1)))
+    max_rollouts: int | None = field(default=None, metadata=_optional(at_least(1)))
+    #: Write checkpoints/last.pt every checkpoint_interval env steps (null: only at the
+    #: end and on SIGINT/SIGTERM); `bbrl-ppo train --resume RUN_DIR` continues from it.
+    checkpoint_interval: int | None = field(default=20_000, metadata=_optional(at_least(1)))
+    #: Evaluate every eval_interval env steps, over nb_evals episodes.
+    eval_interval: int = field(default=REQUIRED, metadata=at_least(1))
+    nb_evals: int = field(default=REQUIRED, metadata=at_least(1))
 
 
 @dataclass
 class ArchitectureConfig:
     actor_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
     critic_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = field(default="tanh", metadata=one_of("tanh", "relu", "elu", "gelu", "silu"))
+    activation: str = field(default="tanh", metadata=one_of(*ACTIVATIONS))
 
 
 @dataclass
-class AlgorithmConfig:
+class KLPenaltyConfig:
+    """ppo_kl's adaptive penalty (Schulman et al. 2017, section 4)."""
+
+    #: d_targ: the KL the coefficient is adapted towards.
+    target: float = field(default=0.01, metadata=positive())
+    #: beta before the first update.
+    initial_coef: float = field(default=1.0, metadata=positive())
+
+
+@dataclass
+class AlgorithmConfig(EpisodicAlgorithmConfig):
     #: ppo_clip (clipped surrogate) or ppo_kl (adaptive KL penalty).
-    variant: str = field(default="ppo_clip", metadata=one_of("ppo_clip", "ppo_kl"))
+    variant: str = "ppo_clip"
     seed: int = 1
     n_envs: int = field(default=8, metadata=at_least(1))
-    #: New transitions per env per rollout (the workspace holds n_steps + 1 steps).
-    n_steps: int = field(default=32, metadata=at_least(1))
-    #: Budget in env steps and/or rollouts; at least one must be set.
-    max_steps: int | None = field(default=None, metadata=_optional(at_least(1)))
-    max_epochs: int | None = field(default=None, metadata=_optional(at_least(1)))
-    #: Write checkpoints/last.pt every checkpoint_interval env steps (null: only at the
-    #: end and on SIGINT/SIGTERM); `bbrl-ppo train --resume RUN_DIR` continues from it.
-    checkpoint_interval: int | None = field(default=20_000, metadata=_optional(at_least(1)))
-    #: Evaluate every eval_interval env steps, over nb_evals episodes.
+    #: New transitions per env per rollout; the workspace holds one step more (the
+    #: previous rollout's last, from which the first new transition starts).
+    transitions_per_env: int = field(default=32, metadata=at_least(1))
     eval_interval: int = field(default=2048, metadata=at_least(1))
     nb_evals: int = field(default=10, metadata=at_least(1))
     #: Stop once an evaluation mean reaches this (the best agent is saved).
@@ -95,10 +123,12 @@ class AlgorithmConfig:
     discount_factor: float = field(
         default=0.99, metadata=_check(lambda v: 0 < v <= 1, "a number in (0, 1]")
     )
-    #: GAE's lambda.
-    gae: float = field(default=0.95, metadata=_check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
+    gae_lambda: float = field(
+        default=0.95, metadata=_check(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+    )
+    #: Passes over each rollout (each visits every transition once).
     opt_epochs: int = field(default=10, metadata=at_least(1))
-    #: Minibatch size (at most n_envs * n_steps).
+    #: Minibatch size (at most n_envs * transitions_per_env).
     batch_size: int = field(default=64, metadata=at_least(1))
     clip_range: float = field(default=0.2, metadata=positive())
     #: Clip the critic's move around its old values (null: no clipping).
@@ -110,15 +140,11 @@ class AlgorithmConfig:
     policy_coef: float = field(default=1.0, metadata=positive())
     critic_coef: float = field(default=0.5, metadata=positive())
     max_grad_norm: float = field(default=0.5, metadata=positive())
-    #: Stop the update when a minibatch's approx. KL exceeds 1.5 * target_kl.
+    #: Early stop: end the update when a minibatch's approx. KL exceeds 1.5 * target_kl.
     target_kl: float | None = field(default=None, metadata=_optional(positive()))
-    #: ppo_kl: the KL target d_targ and the initial penalty coefficient beta.
-    kl_target: float = field(default=0.01, metadata=positive())
-    kl_coef: float = field(default=1.0, metadata=positive())
+    kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
     #: DiscretePolicy or GaussianPolicy (null: chosen from the action space).
-    policy_type: str | None = field(
-        default=None, metadata=_optional(one_of("DiscretePolicy", "GaussianPolicy"))
-    )
+    policy_type: str | None = field(default=None, metadata=_optional(one_of(*POLICY_TYPES)))
     #: Each agent's parameters and gradients in one buffer: one gradient clipping and
     #: one optimizer step over one tensor (element-wise optimizers only; same updates).
     flat_parameters: bool = True
@@ -146,28 +172,79 @@ class OptimizerConfig:
     )
 
 
+def default_logger() -> dict[str, Any]:
+    """bbrl's tensorboard writer and its keyword arguments, as `Logger` gets them."""
+    return {
+        "classname": "bbrl.utils.logger.TFLogger",
+        "cache_size": 10000,
+        "every_n_seconds": 10,
+        "verbose": False,
+    }
+
+
 @dataclass
-class PPOConfig:
-    base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
+class RunConfig:
+    """What `RLBase` and `EpisodicAlgo` read: the run directory, logging, envs, budget."""
+
+    base_dir: str = REQUIRED
     save_best: bool = True
     progress_bar: bool = True
     collect_stats: bool = False
     #: The writer (classname) and its keyword arguments.
-    logger: dict[str, Any] = field(
-        default_factory=lambda: {"classname": "bbrl.utils.logger.TFLogger", "every_n_seconds": 10}
-    )
+    logger: dict[str, Any] = field(default_factory=default_logger)
     gym_env: GymEnvConfig = field(default_factory=GymEnvConfig)
+    algorithm: EpisodicAlgorithmConfig = field(default_factory=EpisodicAlgorithmConfig)
+
+
+@dataclass
+class PPOConfig(RunConfig):
+    base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     #: Free-form keys for users' own extensions; never checked.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Keys of earlier versions, each refused with the name that replaced it.
+RENAMED_KEYS = {
+    "algorithm.n_steps": "algorithm.transitions_per_env",
+    "algorithm.gae": "algorithm.gae_lambda",
+    "algorithm.max_epochs": "algorithm.max_rollouts",
+    "algorithm.kl_target": "algorithm.kl_penalty.target",
+    "algorithm.kl_coef": "algorithm.kl_penalty.initial_coef",
+}
+#: bbrl_utils' spellings that notebooks written for it use with `EpisodicAlgo`.
+NOTEBOOK_ALIASES = {"algorithm.max_epochs": "algorithm.max_rollouts"}
+
+
 def validate_config(cfg: Any, schema: type = PPOConfig) -> DictConfig:
-    """Merge `cfg` into `schema`'s defaults and check every value; raise `ConfigError`."""
+    """Merge `cfg` into `schema`'s defaults and check every value; raise `ConfigError`.
+
+    Every key must be one of the schema's: a typo fails with the closest match.
+    """
     register_resolvers()
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.create(cfg)
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    _refuse_renamed_keys(cfg)
+    return _merge_and_check(cfg, schema)
+
+
+def typed_config(cfg: DictConfig, schema: type, *, strict: bool) -> Any:
+    """The configuration as `schema`'s dataclass instances: typed, defaults filled.
+
+    `cfg` must be resolved already (``${current_time:}`` gives a new value at each
+    resolution). Not `strict` (bbrl_utils notebooks' configs, which carry their own
+    keys beside ours): only the schema's keys are read, the others are left to the
+    notebook, and bbrl_utils' spellings (``max_epochs``) are understood.
+    """
+    if strict:
+        merged = validate_config(cfg, schema)
+    else:
+        known = _known_part(_with_notebook_aliases(cfg), schema)
+        merged = _merge_and_check(OmegaConf.create(known), schema)
+    return OmegaConf.to_object(merged)
+
+
+def _merge_and_check(cfg: DictConfig, schema: type) -> DictConfig:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except ConfigKeyError as error:
@@ -177,6 +254,40 @@ def validate_config(cfg: Any, schema: type = PPOConfig) -> DictConfig:
     _check_values(merged, schema, prefix="")
     _check_consistency(merged)
     return merged
+
+
+def _refuse_renamed_keys(cfg: DictConfig) -> None:
+    for old, new in RENAMED_KEYS.items():
+        if OmegaConf.select(cfg, old, default=_ABSENT) is not _ABSENT:
+            raise ConfigError(f"'{old}' was renamed '{new}': set {new} instead")
+
+
+def _with_notebook_aliases(cfg: DictConfig) -> DictConfig:
+    aliased = None
+    for old, new in NOTEBOOK_ALIASES.items():
+        value = OmegaConf.select(cfg, old, default=_ABSENT)
+        if value is _ABSENT or OmegaConf.select(cfg, new, default=_ABSENT) is not _ABSENT:
+            continue
+        aliased = aliased if aliased is not None else copy.deepcopy(cfg)
+        OmegaConf.update(aliased, new, value, force_add=True)
+    return aliased if aliased is not None else cfg
+
+
+def _known_part(node: DictConfig, schema: type) -> dict[str, Any]:
+    """The values of `node` under `schema`'s field names, recursively."""
+    known: dict[str, Any] = {}
+    for item in fields(schema):
+        if item.name not in node:
+            continue
+        value = node[item.name]
+        nested = _field_type(schema, item.name)
+        if nested is not None and isinstance(value, DictConfig):
+            value = _known_part(value, nested)
+        known[item.name] = value
+    return known
+
+
+_ABSENT = object()
 
 
 def _unknown_key_message(error: ConfigKeyError, schema: type) -> str:
@@ -238,9 +349,11 @@ def _check_values(node: DictConfig, schema: type, prefix: str) -> None:
 def _check_classnames(cfg: DictConfig) -> None:
     """Optimizer and logger must be allowed classes (see `bbrl_ppo.persistence.registry`)."""
     try:
-        optimizer = resolve_optimizer(str(cfg.optimizer.classname))
         if cfg.logger.get("classname") is not None:
             resolve_logger(str(cfg.logger.classname))
+        if "optimizer" not in cfg:
+            return
+        optimizer = resolve_optimizer(str(cfg.optimizer.classname))
     except UnknownClassError as error:
         raise ConfigError(str(error)) from None
     arguments = {k: v for k, v in cfg.optimizer.items() if k != "classname" and v is not None}
@@ -255,13 +368,23 @@ def _check_classnames(cfg: DictConfig) -> None:
 def _check_consistency(cfg: DictConfig) -> None:
     _check_classnames(cfg)
     algorithm = cfg.algorithm
-    if algorithm.max_steps is None and algorithm.max_epochs is None:
+    if algorithm.max_steps is None and algorithm.max_rollouts is None:
         raise ConfigError(
-            "No budget: set 'algorithm.max_steps' (env steps) and/or 'algorithm.max_epochs'"
+            "No budget: set 'algorithm.max_steps' (env steps) and/or 'algorithm.max_rollouts'"
         )
-    rollout = algorithm.n_envs * algorithm.n_steps
-    if algorithm.batch_size > rollout:
-        raise ConfigError(
-            f"Invalid value for 'algorithm.batch_size': {algorithm.batch_size} is larger than "
-            f"a rollout (n_envs * n_steps = {rollout}); allowed: an integer in [1, {rollout}]"
-        )
+    if "variant" in algorithm:
+        from bbrl_ppo.algorithms.ppo import ALGORITHMS  # the one list of variants
+
+        if algorithm.variant not in ALGORITHMS:
+            raise ConfigError(
+                f"Invalid value for 'algorithm.variant': {algorithm.variant!r}; allowed: one of "
+                f"{', '.join(ALGORITHMS)}"
+            )
+    if "batch_size" in algorithm:
+        rollout = algorithm.n_envs * algorithm.transitions_per_env
+        if algorithm.batch_size > rollout:
+            raise ConfigError(
+                f"Invalid value for 'algorithm.batch_size': {algorithm.batch_size} is larger "
+                f"than a rollout (n_envs * transitions_per_env = {rollout}); allowed: an "
+                f"integer in [1, {rollout}]"
+            )

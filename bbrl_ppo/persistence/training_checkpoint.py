@@ -6,14 +6,15 @@ SIGTERM asks the run to stop), atomically. It holds plain data only (tensors,
 numbers, strings, lists and dicts), so it loads with
 ``torch.load(weights_only=True)``:
 
-- every agent and optimizer the algorithm holds as an attribute (found by type,
-  so a notebook's own subclass is covered), the best policy;
-- counters, best reward, evaluation history, elapsed time, the algorithm's own
-  extras (`EpisodicAlgo.extra_training_state`: KL coefficient, schedules...);
-- RNG states: torch, numpy, python, and every env's (see `bbrl_ppo.persistence.env_state`);
-- the env agents' state and the last step of the rollout workspace, which the
-  next rollout starts from;
-- the configuration and the code versions, checked on resume.
+- the algorithm's own state, as its `training_state()` gives it: each class saves
+  what it holds (agents, optimizers, counters, evaluation history, env state,
+  the last step of the rollout workspace, which the next rollout starts from);
+- RNG states: torch, numpy and python (every env's is in the env agents' state);
+- the configuration and the code versions, checked on resume before anything
+  is written.
+
+This module owns files, formats, versions and RNGs; it never reaches into the
+algorithm's attributes.
 
 With the synchronous vector env on CPU and one torch thread, a resumed run
 produces the same rollouts, updates and evaluations as the uninterrupted one.
@@ -23,28 +24,28 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from bbrl.agents import Agents, KWAgentWrapper, TemporalAgent
 from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 
-from bbrl_ppo.agents.env import VectorGymAgent
 from bbrl_ppo.persistence.agent_checkpoint import atomic_save, load_plain
 from bbrl_ppo.persistence.code_version import code_versions
 from bbrl_ppo.persistence.registry import class_path
 
 if TYPE_CHECKING:
-    from bbrl_ppo.algorithms.base import EpisodicAlgo
+    from bbrl_ppo.algorithms.episodic import EpisodicAlgo
 
-TRAINING_FORMAT = "bbrl_ppo-training-1"
+TRAINING_FORMAT = "bbrl_ppo-training-2"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
-#: Keys that may differ between a checkpoint's configuration and the resumed run's.
-RESUMABLE_OVERRIDES = ("algorithm.max_steps", "algorithm.max_epochs")
+#: Keys that may differ between a checkpoint's configuration and the resumed run's:
+#: the budget (``max_epochs`` is bbrl_utils notebooks' ``max_rollouts``).
+RESUMABLE_OVERRIDES = ("algorithm.max_steps", "algorithm.max_rollouts", "algorithm.max_epochs")
 
 
 class CheckpointMismatchError(ValueError):
@@ -68,29 +69,6 @@ def comparable_config(cfg: DictConfig | dict) -> dict[str, Any]:
     return container
 
 
-# -- what an algorithm holds ---------------------------------------------------------------
-_NOT_LEARNT = (VectorGymAgent, TemporalAgent, Agents, KWAgentWrapper)
-
-
-def stateful_members(
-    algo: EpisodicAlgo,
-) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
-    """The algorithm's agents (and other modules) and optimizers, by attribute name.
-
-    Env agents and wrappers around other agents hold no parameters of their own;
-    the best policy is saved separately.
-    """
-    modules, optimizers = {}, {}
-    for name, value in vars(algo).items():
-        if name == "best_policy":
-            continue
-        if isinstance(value, torch.optim.Optimizer):
-            optimizers[name] = value
-        elif isinstance(value, torch.nn.Module) and not isinstance(value, _NOT_LEARNT):
-            modules[name] = value
-    return modules, optimizers
-
-
 def _rng_state() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
     return {
@@ -108,7 +86,8 @@ def _restore_rng(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def _last_step(workspace: Workspace | None) -> dict[str, Any] | None:
+def last_step(workspace: Workspace | None) -> dict[str, Any] | None:
+    """The last step of a rollout workspace, as plain data (the next rollout's first)."""
     if workspace is None or not workspace.variables:
         return None
     last = workspace.time_size() - 1
@@ -120,11 +99,11 @@ def _last_step(workspace: Workspace | None) -> dict[str, Any] | None:
     }
 
 
-def _workspace_ending_with(last_step: dict[str, Any]) -> Workspace:
+def workspace_ending_with(saved_step: dict[str, Any]) -> Workspace:
     """A workspace whose last step is the saved one: the next rollout copies it to t=0."""
     workspace = Workspace()
-    last = last_step["time_size"] - 1
-    for name, value in last_step["variables"].items():
+    last = saved_step["time_size"] - 1
+    for name, value in saved_step["variables"].items():
         for t in range(last):
             workspace.set(name, t, torch.zeros_like(value))
         workspace.set(name, last, value)
@@ -133,32 +112,13 @@ def _workspace_ending_with(last_step: dict[str, Any]) -> Workspace:
 
 # -- saving and restoring ------------------------------------------------------------------
 def save_training_checkpoint(algo: EpisodicAlgo, path: str | Path) -> Path:
-    modules, optimizers = stateful_members(algo)
-    best = algo.best_policy
     state = {
         "format": TRAINING_FORMAT,
         "algorithm": class_path(type(algo)),
         "versions": code_versions(),
         "config": comparable_config(algo.cfg),
-        "counters": {
-            "nb_steps": algo.nb_steps,
-            "epoch": algo.epoch,
-            "last_eval_step": algo.last_eval_step,
-            "best_reward": algo.best_reward,
-            "last_eval_reward": algo.last_eval_reward,
-            "running_reward": algo.running_reward,
-            "elapsed": algo.elapsed_seconds(),
-        },
-        "eval_history": [list(row) for row in algo.eval_history],
-        "eval_rewards": [rewards.clone() for rewards in algo.eval_rewards],
-        "modules": {name: module.state_dict() for name, module in modules.items()},
-        "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-        "best_policy": None if best is None else best.state_dict(),
         "rng": _rng_state(),
-        "train_env": algo.train_env.get_state(),
-        "eval_env": algo.eval_env.get_state(),
-        "last_step": _last_step(algo.rollout_workspace),
-        "extra": algo.extra_training_state(),
+        "training_state": algo.training_state(),
     }
     return atomic_save(state, path)
 
@@ -168,10 +128,35 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     state = load_plain(path)
     if state.get("format") != TRAINING_FORMAT:
         raise CheckpointMismatchError(
-            f"{path} is not a bbrl_ppo training checkpoint (format {state.get('format')!r}, "
-            f"expected {TRAINING_FORMAT!r})"
+            f"{path} is not a bbrl_ppo training checkpoint of this version (format "
+            f"{state.get('format')!r}, expected {TRAINING_FORMAT!r})"
         )
     return state
+
+
+def resumable_config(
+    state: dict[str, Any],
+    algo_class: type,
+    cfg: DictConfig,
+    overrides: Sequence[str] = (),
+    *,
+    allow_code_change: bool = False,
+) -> DictConfig:
+    """The run's configuration with the budget `overrides`, once the checkpoint fits it.
+
+    Refuses a checkpoint from another algorithm, configuration or code version,
+    and any override but the budget's.
+    """
+    check_compatible(state, algo_class, cfg, allow_code_change=allow_code_change)
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key not in RESUMABLE_OVERRIDES:
+            raise CheckpointMismatchError(
+                f"Cannot change {key!r} when resuming: only {', '.join(RESUMABLE_OVERRIDES)}"
+            )
+    cfg = copy.deepcopy(cfg)
+    cfg.merge_with_dotlist(list(overrides))
+    return cfg
 
 
 def check_compatible(
@@ -214,46 +199,7 @@ def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     return [] if saved == current else [prefix.rstrip(".")]
 
 
-def restore_training_state(algo: EpisodicAlgo, state: dict[str, Any]) -> bool:
-    """Put `algo` back where the checkpoint was taken; returns whether envs are exact."""
-    modules, optimizers = stateful_members(algo)
-    if set(modules) != set(state["modules"]) or set(optimizers) != set(state["optimizers"]):
-        raise CheckpointMismatchError(
-            f"The checkpoint holds modules {sorted(state['modules'])} and optimizers "
-            f"{sorted(state['optimizers'])}; this algorithm has {sorted(modules)} and "
-            f"{sorted(optimizers)}"
-        )
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
-    for name, optimizer in optimizers.items():
-        try:
-            optimizer.load_state_dict(state["optimizers"][name])
-        except ValueError as error:  # another parameter layout (e.g. flat_parameters)
-            raise CheckpointMismatchError(
-                f"The checkpoint's state of optimizer {name!r} does not fit this algorithm's: "
-                f"{error}"
-            ) from None
-    if state["best_policy"] is not None:
-        algo.best_policy = copy.deepcopy(algo.current_eval_policy)
-        algo.best_policy.load_state_dict(state["best_policy"])
-
-    counters = state["counters"]
-    for name in ("nb_steps", "epoch", "last_eval_step"):
-        setattr(algo, name, int(counters[name]))
-    for name in ("best_reward", "last_eval_reward", "running_reward"):
-        setattr(algo, name, float(counters[name]))
-    algo.elapsed_before_start = float(counters["elapsed"])
-    algo.eval_history = [list(row) for row in state["eval_history"]]
-    algo.eval_rewards = list(state["eval_rewards"])
-    algo.load_extra_training_state(state["extra"])
-
-    algo.eval_env.set_state(state["eval_env"])
-    exact = algo.train_env.set_state(state["train_env"])
-    if exact and state["last_step"] is not None:
-        algo.rollout_workspace = _workspace_ending_with(state["last_step"])
-    else:
-        # The envs' state could not be saved: start new episodes, seeded from the step count.
-        algo.rollout_workspace = None
-        algo.train_env.seed(int(algo.cfg.algorithm.seed) + algo.nb_steps)
+def restore_training_checkpoint(algo: EpisodicAlgo, state: dict[str, Any]) -> None:
+    """Put `algo` back where the checkpoint was taken: its own state, then the RNGs."""
+    algo.load_training_state(state["training_state"])
     _restore_rng(state["rng"])
-    return exact

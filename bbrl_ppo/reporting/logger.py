@@ -8,14 +8,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bbrl_ppo.config.schema import default_logger
 from bbrl_ppo.persistence.registry import resolve_logger
-
-DEFAULT_LOGGER = {
-    "classname": "bbrl.utils.logger.TFLogger",
-    "cache_size": 10000,
-    "every_n_seconds": 10,
-    "verbose": False,
-}
 
 
 class Logger:
@@ -26,13 +20,12 @@ class Logger:
     """
 
     def __init__(self, logger_cfg: DictConfig | dict | None, log_dir: str | Path):
-        arguments: dict[str, Any] = dict(DEFAULT_LOGGER)
-        if logger_cfg:
-            arguments.update(
-                OmegaConf.to_container(logger_cfg, resolve=True)
-                if isinstance(logger_cfg, DictConfig)
-                else dict(logger_cfg)
-            )
+        given = (
+            OmegaConf.to_container(logger_cfg, resolve=True)
+            if isinstance(logger_cfg, DictConfig)
+            else dict(logger_cfg or {})
+        )
+        arguments: dict[str, Any] = {**default_logger(), **given}
         arguments["log_dir"] = str(log_dir)
         self.log_dir = Path(log_dir)
         # Only bbrl's TFLogger or a registered class: a config never imports what it names.

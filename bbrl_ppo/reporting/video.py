@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -42,6 +43,25 @@ def record_episode(env_agent: VectorGymAgent, policy: Agent) -> tuple[list[np.nd
             t += 1
     episode_return = float(workspace.get("env/cumulated_reward", t)[0])
     return frames, episode_return
+
+
+def record_video(
+    make_env_agent: Callable[[], VectorGymAgent], policy: Agent, path: str | Path
+) -> tuple[Path, float]:
+    """Play one episode of `policy` and write it as an mp4 at `path`; returns path and return.
+
+    `make_env_agent` builds a one-env agent with ``render_mode="rgb_array"`` and
+    ``autoreset=False``; it is called after off-screen rendering is set up, and
+    its env is closed here.
+    """
+    headless_rendering()
+    env_agent = make_env_agent()
+    try:
+        frames, episode_return = record_episode(env_agent, policy)
+        fps = env_agent.envs.metadata.get("render_fps") or 30
+    finally:
+        env_agent.close()
+    return write_video(frames, path, fps=int(fps)), episode_return
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Path:
