@@ -234,3 +234,26 @@ def test_a_user_policy_class_is_saved_and_reloaded_into_an_instance():
         load_agent(path)
     fresh = load_agent(path, agent=UserPolicy())
     assert torch.equal(fresh.layer.weight, algo.best_policy.layer.weight)
+
+
+def test_collected_evaluation_returns_are_saved_as_a_numpy_array():
+    import numpy as np
+
+    cfg = config(max_epochs=3)
+    cfg.collect_stats = True
+    algo = UntrainedDiscrete(cfg)
+    for _ in algo.iter_partial_episodes():
+        algo.evaluate(force=True)
+    path = algo.save_stats()
+    algo.close()
+    stats = np.load(path)
+    assert stats.shape == (3, 3)  # nb_evals episodes x 3 evaluations
+    assert stats.min() >= 1.0  # CartPole returns count steps
+
+
+def test_bbrl_utils_spellings_work_for_episodic_algorithms():
+    # max_epochs is bbrl_utils' max_rollouts; n_steps the workspace length.
+    algo = UntrainedDiscrete(config(max_epochs=2))
+    sizes = [workspace.time_size() for workspace in iter_partial_episodes(algo)]
+    assert sizes == [16, 16] and algo.epoch == algo.nb_rollouts == 2
+    algo.close()

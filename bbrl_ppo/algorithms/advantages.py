@@ -70,26 +70,14 @@ def generalized_advantages(
 def _backward_recursion(deltas: torch.Tensor, decays: torch.Tensor) -> torch.Tensor:
     """``A[t] = deltas[t] + decays[t] * A[t+1]`` (A past the end is 0), over the time axis.
 
-    A loop over time: on the CPU it runs in numpy, whose small operations cost a
-    few microseconds where torch's cost ten times more (a 1024-step rollout:
-    thousands of operations per update).
+    A loop over time, run in numpy on the CPU whatever the tensors' device (see
+    BENCHMARKS.md for why numpy).
     """
-    if deltas.device.type != "cpu":
-        return _backward_recursion_torch(deltas, decays)
-    delta_rows, decay_rows = deltas.detach().numpy(), decays.detach().numpy()
+    delta_rows = deltas.detach().cpu().numpy()
+    decay_rows = decays.detach().cpu().numpy()
     advantages = np.empty_like(delta_rows)
     running = np.zeros_like(delta_rows[0])
     for t in range(delta_rows.shape[0] - 1, -1, -1):
         running = delta_rows[t] + decay_rows[t] * running
         advantages[t] = running
-    return torch.from_numpy(advantages)
-
-
-def _backward_recursion_torch(deltas: torch.Tensor, decays: torch.Tensor) -> torch.Tensor:
-    """`_backward_recursion` in torch ops, for tensors off the CPU."""
-    advantages = torch.zeros_like(deltas)
-    running = torch.zeros_like(deltas[0])
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        running = deltas[t] + decays[t] * running
-        advantages[t] = running
-    return advantages
+    return torch.from_numpy(advantages).to(deltas.device)
