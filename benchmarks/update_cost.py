@@ -10,9 +10,12 @@ Pins itself to the last core with one torch thread, then prints:
 2. one `train_minibatch` on a CartPole rollout, repeated, with the optimizer's
    single-tensor, foreach and fused Adam, over separate parameters and over flat
    parameter buffers (``algorithm.flat_parameters``), interleaved in one process;
-3. the cost of one small torch op (``x + 1`` on a 256x64 tensor), the floor that
+3. the same step with the objective written as the plain weighted sum (every
+   weight multiplied, a zero entropy weight added) against `weighted_objective`,
+   which skips weights of 1 and 0;
+4. the cost of one small torch op (``x + 1`` on a 256x64 tensor), the floor that
    every one of the ~150 ops of a minibatch step pays;
-4. with ``--compile``: a hand-written PPO step for the same two 64x64 networks, eager
+5. with ``--compile``: a hand-written PPO step for the same two 64x64 networks, eager
    and under ``torch.compile`` (loss and optimizer step), with the compile time.
 
 To time an older version of the package, put its checkout first on the path:
@@ -125,6 +128,26 @@ def minibatch_ms(variants: dict[str, tuple[PPOClip, object]], rounds: int = 10) 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+class PlainObjectivePPO(PPOClip):
+    """The objective as the plain weighted sum: the contender `weighted_objective` beats."""
+
+    def objective(self, policy_loss, entropy, critic_loss):
+        algorithm = self.config.algorithm
+        return (
+            algorithm.policy_coef * policy_loss
+            - algorithm.entropy_coef * entropy
+            + algorithm.critic_coef * critic_loss
+        )
+
+
+def objective_setup(algo_class: type[PPOClip]) -> tuple[PPOClip, object]:
+    """A CartPole PPO of `algo_class` (flat fused Adam, the defaults) and one rollout."""
+    algo = algo_class(cartpole_config(2000, []))
+    rollout = algo.prepare_rollout(next(algo.iter_partial_episodes()))
+    algo._anneal()
+    return algo, rollout
+
+
 def small_op_us(repeats: int = 5000) -> float:
     x = torch.randn(256, 64)
     for _ in range(100):
@@ -208,6 +231,15 @@ def main() -> None:
         for kind in ADAM_KINDS
     }
     for name, milliseconds in minibatch_ms(variants).items():
+        print(f"  {name:<20} {milliseconds:.2f}")
+
+    # 40 rounds: the two forms differ by less than 10 rounds' run-to-run spread.
+    print("\nthe same step by objective form (ms, median of 40 interleaved rounds):")
+    objectives = {
+        "weighted_objective": objective_setup(PPOClip),
+        "plain weighted sum": objective_setup(PlainObjectivePPO),
+    }
+    for name, milliseconds in minibatch_ms(objectives, rounds=40).items():
         print(f"  {name:<20} {milliseconds:.2f}")
 
     print(f"\nx + 1 on a 256x64 float tensor: {small_op_us():.1f} us")

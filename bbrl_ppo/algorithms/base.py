@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from bbrl_ppo.agents.env import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
 from bbrl_ppo.algorithms.evaluation import play_episodes
 from bbrl_ppo.config.resolution import prepare_config, run_directory
-from bbrl_ppo.config.schema import RunConfig, typed_config
+from bbrl_ppo.config.schema import RunConfig, typed_config, validate_config
 from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor
 from bbrl_ppo.persistence.agent_checkpoint import save_agent
 from bbrl_ppo.persistence.run_files import EVALS_FILE, EvalsCsv, write_config
@@ -92,8 +92,6 @@ class RLBase:
 
     def __init__(self, cfg: Any, env_wrappers: Sequence[EnvWrapper] = ()):
         if self.strict_config:
-            from bbrl_ppo.config.schema import validate_config
-
             cfg = validate_config(cfg, self.config_schema)
         self.cfg = prepare_config(cfg)
         self.config = typed_config(self.cfg, self.config_schema, strict=self.strict_config)

@@ -132,6 +132,11 @@ def weighted_objective(
     """``policy_coef * L_policy - entropy_coef * H + critic_coef * L_critic``.
 
     Policy and critic share no parameter, so one backward pass through this sum
-    gives each its own gradient.
+    gives each its own gradient. A weight of 1 multiplies nothing and a weight of 0
+    adds nothing (same value): with no entropy bonus, the entropy's graph then stays
+    out of the backward pass (BENCHMARKS.md, "The weighted objective").
     """
-    return policy_coef * policy_loss - entropy_coef * entropy + critic_coef * critic_loss
+    total = policy_loss if policy_coef == 1.0 else policy_coef * policy_loss
+    if entropy_coef != 0.0:
+        total = total - entropy_coef * entropy
+    return total + (critic_loss if critic_coef == 1.0 else critic_coef * critic_loss)

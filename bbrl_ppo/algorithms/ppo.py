@@ -255,14 +255,7 @@ class PPOClip(EpisodicAlgo):
 
         self.policy_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        weighted_objective(
-            terms.loss,
-            entropy,
-            critic_loss,
-            policy_coef=algorithm.policy_coef,
-            entropy_coef=algorithm.entropy_coef,
-            critic_coef=algorithm.critic_coef,
-        ).backward()
+        self.objective(terms.loss, entropy, critic_loss).backward()
         max_norm = algorithm.max_grad_norm
         norms = torch.stack([clip(max_norm) for clip in self._gradient_clippers]).tolist()
         self._require_finite(policy_gradient_norm=norms[0], critic_gradient_norm=norms[1])
@@ -275,6 +268,20 @@ class PPOClip(EpisodicAlgo):
             "approx_kl": kl_value,
             "clip_fraction": clip_value,
         }
+
+    def objective(
+        self, policy_loss: torch.Tensor, entropy: torch.Tensor, critic_loss: torch.Tensor
+    ) -> torch.Tensor:
+        """The scalar each gradient step minimizes: the configured weighted sum."""
+        algorithm = self.config.algorithm
+        return weighted_objective(
+            policy_loss,
+            entropy,
+            critic_loss,
+            policy_coef=algorithm.policy_coef,
+            entropy_coef=algorithm.entropy_coef,
+            critic_coef=algorithm.critic_coef,
+        )
 
     def policy_loss(self, batch: Rollout, distribution, log_probs, advantages) -> SurrogateTerms:
         """PPO-clip's surrogate, with the (possibly annealed) clip range."""
