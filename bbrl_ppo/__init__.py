@@ -21,7 +21,7 @@ from bbrl_ppo.algorithms.rollout import minibatch_indices
 from bbrl_ppo.cli.training import load_config
 from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.config.schema import ConfigError, PPOConfig, validate_config
-from bbrl_ppo.errors import EnvStepError, NumericalError
+from bbrl_ppo.errors import EnvStepError, NumericalError, UserError
 from bbrl_ppo.optim.setup import setup_optimizer
 from bbrl_ppo.persistence.agent_checkpoint import load_agent, read_checkpoint, save_agent
 from bbrl_ppo.persistence.registry import register_class
@@ -48,6 +48,7 @@ __all__ = [
     "PPOPenalty",
     "RLBase",
     "TemporalAgent",
+    "UserError",
     "VAgent",
     "VectorGymAgent",
     "Workspace",

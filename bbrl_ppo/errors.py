@@ -1,7 +1,12 @@
-"""Errors that say what failed and where: numerical blow-ups and crashing envs.
+"""Errors that say what failed and where.
 
-A NaN deep in an update or an exception raised by env 13 of 16 inside a
-subprocess are otherwise reported as a bare traceback far from their cause.
+Two families. A `UserError` is a mistake the user can fix (a config value, an
+unsupported space, a foreign checkpoint, a missing file): its message is the
+whole story, and the CLI prints it as one line. `NumericalError` and
+`EnvStepError` stop a training run that was set up right: a NaN deep in an
+update or an exception raised by env 13 of 16 inside a subprocess, otherwise
+reported as a bare traceback far from their cause. Anything else is a bug, and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +16,18 @@ import types
 from collections.abc import Iterable
 
 import torch
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message names the value and what is allowed."""
+
+
+class InvalidInputError(UserError, ValueError):
+    """A value given to bbrl_ppo that cannot work (a ValueError, for code that catches those)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A config, run directory or checkpoint that is not where the user said."""
 
 
 class NumericalError(RuntimeError):

@@ -98,3 +98,43 @@ def test_train_then_resume_with_a_larger_budget(capsys, tmp_path):
     assert 64 <= resumed_at < 128 <= done_at
     assert main(["train", "--resume", "outputs/tiny", "algorithm.gae_lambda=0.5"]) == 2
     assert "Cannot change 'algorithm.gae_lambda'" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_instead_of_posing_as_a_user_error(monkeypatch, request):
+    # A torch shape error or an internal ValueError is not the user's mistake.
+    from bbrl_ppo.algorithms.ppo import PPOClip
+
+    def broken_update(self, rollout):
+        raise ValueError("mat1 and mat2 shapes cannot be multiplied (an internal bug)")
+
+    monkeypatch.setattr(PPOClip, "update", broken_update)
+    monkeypatch.chdir(request.config.rootpath)
+    config = str(request.config.rootpath / "configs" / "cartpole.yaml")
+    with pytest.raises(ValueError, match="internal bug"):
+        main(
+            [
+                "train",
+                config,
+                "algorithm.max_steps=300",
+                "base_dir=/tmp/bug_run",
+                "progress_bar=false",
+            ]
+        )
+
+
+def test_every_user_facing_error_shares_one_base_class():
+    from bbrl_ppo import ConfigError, UserError
+    from bbrl_ppo.errors import InvalidInputError, MissingFileError
+    from bbrl_ppo.persistence.agent_checkpoint import UnsafeCheckpointError
+    from bbrl_ppo.persistence.registry import UnknownClassError
+    from bbrl_ppo.persistence.training_checkpoint import CheckpointMismatchError
+
+    for error in (
+        ConfigError,
+        CheckpointMismatchError,
+        UnsafeCheckpointError,
+        UnknownClassError,
+        InvalidInputError,
+        MissingFileError,
+    ):
+        assert issubclass(error, UserError), error

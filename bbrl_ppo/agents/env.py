@@ -33,7 +33,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from bbrl_ppo.agents.episode_tracker import ENV_VARIABLES, EpisodeTracker
 from bbrl_ppo.agents.workspace_io import StepWriter, read_step
-from bbrl_ppo.errors import EnvStepError, failing_env_index
+from bbrl_ppo.errors import EnvStepError, InvalidInputError, failing_env_index
 from bbrl_ppo.persistence.env_state import capture_vector_env, restore_vector_env
 
 #: Offset between the seeds of training and evaluation envs, so that evaluation
@@ -71,7 +71,7 @@ def make_env(
     try:
         env = gym.make(env_name, **kwargs)
     except gym.error.UnregisteredEnv as error:
-        raise ValueError(_unknown_env_message(env_name)) from error
+        raise InvalidInputError(_unknown_env_message(env_name)) from error
     for wrapper in wrappers:
         env = wrapper(env)
     return env
@@ -123,9 +123,9 @@ class VectorGymAgent(Agent):
     ):
         super().__init__(name=name)
         if not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+            raise InvalidInputError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if vectorization not in VECTORIZATIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}"
             )
         self.env_name = env_name
@@ -234,7 +234,7 @@ class VectorGymAgent(Agent):
         except (RuntimeError, TypeError):  # requires grad, or not on the CPU
             actions = action.detach().cpu().numpy()
         if actions.ndim == 0 or actions.shape[0] != self.num_envs:
-            raise ValueError(
+            raise InvalidInputError(
                 f"The action batch at t={t} has shape {tuple(actions.shape)}, but "
                 f"{self.num_envs} environments need one action each (first dimension "
                 f"{self.num_envs})."
@@ -284,14 +284,14 @@ def _expand_seeds(seed: int | Sequence[int] | None, num_envs: int) -> list[int] 
         return [int(seed) + i for i in range(num_envs)]
     seeds = [int(s) for s in seed]
     if len(seeds) != num_envs:
-        raise ValueError(f"Got {len(seeds)} seeds for {num_envs} environments")
+        raise InvalidInputError(f"Got {len(seeds)} seeds for {num_envs} environments")
     return seeds
 
 
 def _check_space(kind: str, space: gym.Space, supported: tuple[type, ...]) -> None:
     if not isinstance(space, supported):
         names = ", ".join(cls.__name__ for cls in supported)
-        raise ValueError(
+        raise InvalidInputError(
             f"Unsupported {kind} space {space!r}: VectorGymAgent handles {names}. "
             f"Wrap the env (e.g. gymnasium.wrappers.FlattenObservation) to get one of them."
         )

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from bbrl_ppo.errors import InvalidInputError
+
 #: The activations a config may name, by name (names keep checkpoints plain data).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,7 +25,7 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         ) from None
 
@@ -70,7 +72,7 @@ def build_ortho_mlp(
 def _mlp(sizes, activation, output_activation, init: float | None) -> nn.Sequential:
     sizes = [int(size) for size in sizes]
     if len(sizes) < 2:
-        raise ValueError(f"An MLP needs at least an input and an output size, got {sizes}")
+        raise InvalidInputError(f"An MLP needs at least an input and an output size, got {sizes}")
     layers: list[nn.Module] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         is_last = index == len(sizes) - 2
@@ -99,7 +101,7 @@ def copy_parameters(source: nn.Module, target: nn.Module) -> None:
 def _copy_all(sources: Iterable[torch.Tensor], targets: Iterable[torch.Tensor], what: str):
     sources, targets = list(sources), list(targets)
     if len(sources) != len(targets):
-        raise ValueError(
+        raise InvalidInputError(
             f"Cannot copy {what}: the source has {len(sources)}, the target {len(targets)}"
         )
     for source, target in zip(sources, targets, strict=True):

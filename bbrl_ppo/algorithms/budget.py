@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bbrl_ppo.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -14,7 +16,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_rollouts is None:
-            raise ValueError(
+            raise InvalidInputError(
                 "Give a budget: algorithm.max_steps and/or algorithm.max_rollouts "
                 "(max_epochs in bbrl_utils notebooks)"
             )

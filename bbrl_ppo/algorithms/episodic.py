@@ -32,6 +32,7 @@ from bbrl_ppo.algorithms.advantages import transition_mask
 from bbrl_ppo.algorithms.base import RLBase, describe_wrapper, run_files_deferred
 from bbrl_ppo.algorithms.budget import Budget
 from bbrl_ppo.algorithms.stop_signals import StopRequest
+from bbrl_ppo.errors import InvalidInputError, MissingFileError
 from bbrl_ppo.persistence.run_files import CONFIG_FILE
 from bbrl_ppo.persistence.training_checkpoint import (
     CheckpointMismatchError,
@@ -177,7 +178,7 @@ class EpisodicAlgo(RLBase):
         """
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+            raise MissingFileError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
         state = load_training_checkpoint(checkpoint_file(run_dir))
         cfg = OmegaConf.load(run_dir / CONFIG_FILE)
         with run_files_deferred():
@@ -215,7 +216,7 @@ class EpisodicAlgo(RLBase):
         """
         steps = self.cfg.algorithm.get("n_steps")
         if steps is None:
-            raise ValueError(
+            raise InvalidInputError(
                 "iter_partial_episodes() needs the workspace length: pass it, e.g. "
                 "iter_partial_episodes(algo, 33), or set algorithm.n_steps"
             )
@@ -231,12 +232,12 @@ class EpisodicAlgo(RLBase):
         """
         steps = int(workspace_steps or self.default_workspace_steps())
         if not self.autoreset:
-            raise ValueError(
+            raise InvalidInputError(
                 "iter_partial_episodes needs auto-reset envs: create the algorithm with "
                 "super().__init__(cfg, autoreset=True), or use iter_episodes()"
             )
         if steps < 2:
-            raise ValueError(
+            raise InvalidInputError(
                 f"A workspace needs >= 2 steps to hold a transition, got workspace_steps={steps}"
             )
         previous = self.rollout_workspace
@@ -262,7 +263,7 @@ class EpisodicAlgo(RLBase):
         ``env/done`` True until all are done. Needs ``autoreset=False``.
         """
         if self.autoreset:
-            raise ValueError(
+            raise InvalidInputError(
                 "iter_episodes needs envs without auto-reset: create the algorithm with "
                 "super().__init__(cfg, autoreset=False), or use iter_partial_episodes()"
             )

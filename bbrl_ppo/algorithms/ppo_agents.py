@@ -7,7 +7,7 @@ from bbrl.agents import KWAgentWrapper
 from bbrl_ppo.agents.critics import VAgent
 from bbrl_ppo.agents.env import VectorGymAgent
 from bbrl_ppo.agents.policies import POLICY_TYPES, GaussianPolicy, StochasticPolicy
-from bbrl_ppo.config.schema import AlgorithmConfig
+from bbrl_ppo.config.schema import AlgorithmConfig, ConfigError
 
 
 def policy_class(algorithm: AlgorithmConfig, env: VectorGymAgent) -> type[StochasticPolicy]:
@@ -15,7 +15,7 @@ def policy_class(algorithm: AlgorithmConfig, env: VectorGymAgent) -> type[Stocha
     fitting = "DiscretePolicy" if env.is_discrete_action() else "GaussianPolicy"
     wanted = algorithm.policy_type or fitting
     if wanted != fitting:
-        raise ValueError(
+        raise ConfigError(
             f"algorithm.policy_type={wanted!r} does not fit the action space "
             f"{env.action_space}: use {fitting!r}"
         )

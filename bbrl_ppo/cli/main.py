@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bbrl_ppo.cli.replay import REPLAY_SEED, replay
-from bbrl_ppo.errors import EnvStepError, NumericalError
+from bbrl_ppo.errors import EnvStepError, InvalidInputError, NumericalError, UserError
 
 
 def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int) -> None:
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bbrl_ppo.cli.training import resume_run, train_from_file
 
             if args.threads < 1:
-                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+                raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
             if args.resume is not None:
                 # Without CONFIG, a first key=value lands in the CONFIG slot.
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     allow_code_change=args.allow_code_change,
                 )
             elif args.config is None:
-                raise ValueError("train needs a CONFIG file, or --resume RUN_DIR")
+                raise InvalidInputError("train needs a CONFIG file, or --resume RUN_DIR")
             else:
                 algo = train_from_file(args.config, args.overrides)
             if algo.interrupted:
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if result.video is not None:
                 print(f"Video written to {result.video}")
-    except (ValueError, FileNotFoundError) as error:
+    except UserError as error:  # anything else is a bug: its traceback stays
         print(f"bbrl-ppo: error: {error}", file=sys.stderr)
         return 2
     except (NumericalError, EnvStepError) as error:

@@ -12,6 +12,7 @@ from bbrl.agents import Agents, TemporalAgent
 from bbrl_ppo.agents.env import VectorGymAgent
 from bbrl_ppo.algorithms.base import BEST_AGENT_FILE
 from bbrl_ppo.algorithms.evaluation import play_episodes
+from bbrl_ppo.errors import InvalidInputError, MissingFileError
 from bbrl_ppo.persistence.agent_checkpoint import UnsafeCheckpointError, load_agent, read_checkpoint
 from bbrl_ppo.reporting.video import record_video
 
@@ -39,7 +40,7 @@ def checkpoint_path(run_or_file: str | Path) -> Path:
     if path.is_dir():
         path = path / BEST_AGENT_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No {BEST_AGENT_FILE} in {run_or_file}: train with save_best: true first"
         )
     return path
@@ -60,7 +61,7 @@ def replay(
     (or once the module is imported).
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
     path = checkpoint_path(run_or_file)
     checkpoint = read_checkpoint(path)
     if checkpoint.get("env_wrappers"):

@@ -9,13 +9,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from bbrl_ppo.algorithms.ppo import ALGORITHMS, PPOClip
 from bbrl_ppo.config.schema import ConfigError, validate_config
+from bbrl_ppo.errors import MissingFileError
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The validated configuration of a YAML file with ``key=value`` overrides."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No config file {path}")
+        raise MissingFileError(f"No config file {path}")
     cfg = OmegaConf.load(path)
     malformed = [item for item in overrides if "=" not in item]
     if malformed:
@@ -41,7 +42,7 @@ def resume_run(
     """Continue the run in `run_dir` from its last checkpoint, to the end of its budget."""
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml)")
     variant = OmegaConf.load(config_path).algorithm.get("variant", "ppo_clip")
     algo = ALGORITHMS[variant].resume(
         run_dir, overrides=overrides, allow_code_change=allow_code_change

@@ -30,6 +30,7 @@ from bbrl_ppo.agents.env import VECTORIZATIONS
 from bbrl_ppo.agents.networks import ACTIVATIONS
 from bbrl_ppo.agents.policies import POLICY_TYPES
 from bbrl_ppo.config.resolution import register_resolvers
+from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.registry import (
     UnknownClassError,
     resolve_logger,
@@ -38,7 +39,7 @@ from bbrl_ppo.persistence.registry import (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     """A configuration problem, described in one line."""
 
 

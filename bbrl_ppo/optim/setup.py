@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import clip_grad_norm_
 
+from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.optim.flat_parameters import can_flatten, flat_optimizer
 from bbrl_ppo.persistence.registry import resolve_optimizer, unexpected_arguments
 
@@ -41,7 +42,7 @@ def setup_optimizer(
             arguments["fused"] = True
     unexpected = unexpected_arguments(optimizer_class, arguments)
     if unexpected:
-        raise ValueError(
+        raise InvalidInputError(
             f"{optimizer_class.__name__} takes no {', '.join(map(repr, unexpected))}: set "
             f"{', '.join(f'optimizer.{key}: null' for key in unexpected)} in the config"
         )

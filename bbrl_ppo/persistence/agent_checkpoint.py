@@ -24,6 +24,7 @@ import torch
 from bbrl.agents import Agent, KWAgentWrapper
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bbrl_ppo.errors import InvalidInputError, MissingFileError
 from bbrl_ppo.persistence.registry import register_class, resolve_agent
 
 CHECKPOINT_FORMAT = 1
@@ -89,7 +90,7 @@ def save_agent(path: str | Path, agent: Agent, **extra: Any) -> Path:
     return atomic_save(checkpoint, path)
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(InvalidInputError):
     """A file that holds more than tensors and plain data: refused, never executed."""
 
 
@@ -124,7 +125,7 @@ def load_plain(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}")
+        raise MissingFileError(f"No checkpoint at {path}")
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
@@ -135,9 +136,11 @@ def load_plain(path: str | Path) -> dict[str, Any]:
             f"data, which could run code{reason}"
         ) from None
     except (RuntimeError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+        raise InvalidInputError(f"{path} is not a readable checkpoint: {error}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a bbrl_ppo checkpoint (it holds a {type(data).__name__})")
+        raise InvalidInputError(
+            f"{path} is not a bbrl_ppo checkpoint (it holds a {type(data).__name__})"
+        )
     return data
 
 
@@ -145,7 +148,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The best-agent checkpoint dict, loaded without executing any pickled code."""
     checkpoint = load_plain(path)
     if checkpoint.get("format") != CHECKPOINT_FORMAT or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a bbrl_ppo checkpoint (format {checkpoint.get('format')})")
+        raise InvalidInputError(
+            f"{path} is not a bbrl_ppo checkpoint (format {checkpoint.get('format')})"
+        )
     return checkpoint
 
 
@@ -158,7 +163,7 @@ def load_agent(path: str | Path, agent: Agent | None = None) -> Agent:
     checkpoint = read_checkpoint(path)
     if agent is None:
         if checkpoint["init_args"] is None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{path} holds a {checkpoint['class']} whose constructor arguments were not "
                 "recorded; pass an instance to fill: load_agent(path, agent=MyPolicy(...))"
             )

@@ -24,6 +24,8 @@ import torch
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
+from bbrl_ppo.errors import InvalidInputError
+
 #: Attributes that hold configuration or links, not state: never captured.
 _STATIC_NAMES = frozenset(
     {"env", "spec", "metadata", "_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs"}
@@ -115,7 +117,7 @@ def restore_env(env: gym.Env, state: dict[str, Any]) -> None:
     layers = _layers(env)
     saved_types = [layer["type"] for layer in state["layers"]]
     if saved_types != [type(layer).__qualname__ for layer in layers]:
-        raise ValueError(
+        raise InvalidInputError(
             f"The env's wrappers changed since the checkpoint: {saved_types} were saved, "
             f"{[type(layer).__qualname__ for layer in layers]} are there now"
         )
@@ -145,7 +147,7 @@ def restore_vector_env(envs: VectorEnv, state: dict[str, Any]) -> None:
     if state["envs"] is None:
         return
     if not isinstance(envs, SyncVectorEnv) or len(envs.envs) != len(state["envs"]):
-        raise ValueError("The checkpoint's envs do not match this vector env")
+        raise InvalidInputError("The checkpoint's envs do not match this vector env")
     for env, env_state in zip(envs.envs, state["envs"], strict=True):
         restore_env(env, env_state)
     for name, value in state["vector"].items():

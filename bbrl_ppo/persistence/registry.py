@@ -20,6 +20,8 @@ from typing import TypeVar
 
 import torch
 
+from bbrl_ppo.errors import InvalidInputError
+
 _T = TypeVar("_T", bound=type)
 
 _REGISTERED: dict[str, type] = {}
@@ -39,7 +41,7 @@ MOVED_MODULES = {
 }
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(InvalidInputError):
     """A name in a config or checkpoint that is not an allowed class."""
 
 

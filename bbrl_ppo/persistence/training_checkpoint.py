@@ -33,6 +33,7 @@ import torch
 from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 
+from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.agent_checkpoint import atomic_save, load_plain
 from bbrl_ppo.persistence.code_version import code_versions
 from bbrl_ppo.persistence.registry import class_path
@@ -48,7 +49,7 @@ LAST_CHECKPOINT = "last.pt"
 RESUMABLE_OVERRIDES = ("algorithm.max_steps", "algorithm.max_rollouts", "algorithm.max_epochs")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InvalidInputError):
     """A checkpoint that does not belong to this run, config or code."""
 
 
