@@ -11,7 +11,12 @@ from bbrl.workspace import Workspace
 from bbrl_ppo.agents.critics import VAgent
 from bbrl_ppo.agents.env import VectorGymAgent, make_env
 from bbrl_ppo.agents.networks import build_mlp, build_ortho_mlp, copy_parameters, ortho_init
-from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
+from bbrl_ppo.agents.policies import (
+    DiscretePolicy,
+    GaussianPolicy,
+    MultiBinaryPolicy,
+    MultiDiscretePolicy,
+)
 from bbrl_ppo.algorithms.advantages import generalized_advantages, transition_mask
 from bbrl_ppo.algorithms.base import RLBase
 from bbrl_ppo.algorithms.episodic import EpisodicAlgo, iter_episodes, iter_partial_episodes
@@ -21,7 +26,7 @@ from bbrl_ppo.algorithms.rollout import minibatch_indices
 from bbrl_ppo.cli.training import load_config
 from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.config.schema import ConfigError, PPOConfig, validate_config
-from bbrl_ppo.errors import EnvStepError, NumericalError, UserError
+from bbrl_ppo.errors import EnvStepError, NumericalError, UnsupportedSpaceError, UserError
 from bbrl_ppo.optim.setup import setup_optimizer
 from bbrl_ppo.persistence.agent_checkpoint import load_agent, read_checkpoint, save_agent
 from bbrl_ppo.persistence.registry import register_class
@@ -43,11 +48,14 @@ __all__ = [
     "GaussianPolicy",
     "KWAgentWrapper",
     "Logger",
+    "MultiBinaryPolicy",
+    "MultiDiscretePolicy",
     "PPOClip",
     "PPOConfig",
     "PPOPenalty",
     "RLBase",
     "TemporalAgent",
+    "UnsupportedSpaceError",
     "UserError",
     "VAgent",
     "VectorGymAgent",

@@ -26,6 +26,10 @@ class InvalidInputError(UserError, ValueError):
     """A value given to bbrl_ppo that cannot work (a ValueError, for code that catches those)."""
 
 
+class UnsupportedSpaceError(InvalidInputError):
+    """An env whose observation or action space bbrl_ppo cannot learn from (Dict, images...)."""
+
+
 class MissingFileError(UserError, FileNotFoundError):
     """A config, run directory or checkpoint that is not where the user said."""
 

@@ -39,22 +39,20 @@ def test_normalizer_statistics_travel_in_the_state_dict():
     torch.testing.assert_close(fresh(x), normalizer(x))
 
 
-def test_reward_scaler_divides_by_the_std_of_discounted_returns():
+def test_reward_scaler_divides_by_the_std_of_the_transitions_discounted_returns():
     gamma = 0.9
-    rewards = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, 0.0], [1.0, 1.0]])
+    # Env 1 ends an episode at row 0: row 1 is its reset-only step (reward 0, no transition).
+    rewards = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0], [0.0, 1.0]])
     starts = torch.tensor([[False, False], [False, True], [False, False], [True, False]])
     scaler = RewardScaler(num_envs=2, discount_factor=gamma)
     scaled = scaler.scale(rewards, starts)
 
-    seen, running = [], [0.0, 0.0]
-    for t in range(4):
-        for b in range(2):
-            running[b] = (0.0 if starts[t, b] else running[b] * gamma) + float(rewards[t, b])
-        seen.extend(running)
+    # By hand: env 0's returns 1, 0.9, 3.81 (row 3 is a reset), env 1's 2, 1, 1.9.
+    seen = [1.0, 0.9, 0.9 * 0.9 + 3.0, 2.0, 1.0, 0.9 * 1.0 + 1.0]
     std = np.sqrt(np.var(seen) + 1e-8)
     torch.testing.assert_close(scaled, rewards / std)
     assert scaled.dtype == rewards.dtype
-    assert float(scaler.stats.count) == pytest.approx(8)
+    assert float(scaler.stats.count) == pytest.approx(6)  # the two reset-only steps left out
 
 
 def _expected(normalizer: ObservationNormalizer, x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +99,8 @@ def test_reward_scaler_matches_a_step_by_step_merge_across_rollouts():
         starts = torch.rand(50, 3, generator=generator) < 0.05
         scaled = scaler.scale(rewards, starts)
         for t in range(50):
-            running = torch.where(starts[t], 0.0, running * 0.97) + rewards[t].double()
-            reference_stats.update(running)
+            running = torch.where(starts[t], 0.0, running * 0.97 + rewards[t].double())
+            reference_stats.update(running[~starts[t]])
         expected = rewards.double() / (reference_stats.var + scaler.eps).sqrt()
         torch.testing.assert_close(scaled, expected.float())
         torch.testing.assert_close(scaler.returns, running)

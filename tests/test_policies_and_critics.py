@@ -120,4 +120,5 @@ def test_policies_record_their_constructor_arguments():
         "activation": "tanh",
         "normalize_observations": False,
         "observation_clip": 10.0,
+        "observation_encoding": None,
     }

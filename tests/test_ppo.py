@@ -31,9 +31,36 @@ def config(env="CartPole-v1", **algorithm):
 
 
 def test_minibatch_indices_visit_every_index_exactly_once():
-    for size, batch in [(10, 3), (256, 64), (7, 7), (5, 16)]:
+    for size, batch in [(10, 3), (256, 64), (7, 7), (5, 16), (45, 44)]:
         seen = torch.cat(list(minibatch_indices(size, batch, torch.Generator().manual_seed(0))))
         assert sorted(seen.tolist()) == list(range(size))
+
+
+@pytest.mark.parametrize(
+    "size, batch, sizes",
+    [(45, 44, [45]), (100, 44, [44, 56]), (10, 3, [3, 3, 4]), (64, 16, [16] * 4), (5, 16, [5])],
+)
+def test_the_remainder_joins_the_last_minibatch(size, batch, sizes):
+    assert [len(slice_) for slice_ in minibatch_indices(size, batch)] == sizes
+
+
+def test_no_gradient_step_on_a_short_last_minibatch():
+    """45 transitions, batch_size 44: one step on 45 per epoch, not one on 44 and one on 1."""
+    algo = PPOClip(config(batch_size=44, opt_epochs=2))
+    workspace = next(algo.iter_partial_episodes())
+    rollout = algo.prepare_rollout(workspace)
+    rollout = rollout.select(torch.arange(45))
+    sizes = []
+    original = algo.train_minibatch
+
+    def recording(batch):
+        sizes.append(len(batch))
+        return original(batch)
+
+    algo.train_minibatch = recording
+    metrics = algo.update(rollout)
+    assert sizes == [45, 45]
+    assert metrics["minibatches"] == 2
 
 
 class CountingPPO(PPOClip):
@@ -56,29 +83,56 @@ class CountingPPO(PPOClip):
 def test_each_epoch_visits_every_valid_transition_exactly_once():
     algo = CountingPPO(config(max_steps=64, opt_epochs=3, batch_size=16))
     algo.run()
-    per_epoch = -(-algo.rollout_size // 16)  # minibatches in one pass
+    per_epoch = algo.rollout_size // 16  # minibatches in one pass: the remainder joins the last
     assert len(algo.visits) == 3 * per_epoch
+    assert all(16 <= len(visit) < 32 for visit in algo.visits)
     for epoch in range(3):
         indices = sum(algo.visits[epoch * per_epoch : (epoch + 1) * per_epoch], [])
         assert sorted(indices) == list(range(algo.rollout_size))
 
 
+def parameters(algo):
+    """Copies of the policy's and the critic's parameters."""
+    agents = (algo.train_policy, algo.critic_agent)
+    return [p.clone() for agent in agents for p in agent.parameters()]
+
+
 def test_target_kl_stops_the_update_before_the_step():
     algo = PPOClip(config(max_steps=128, target_kl=1e-12, opt_epochs=5))
-    snapshots = []
+    calls = []  # (parameters before, result, parameters after) of each minibatch
     original = algo.train_minibatch
 
     def recording(batch):
-        snapshots.append([p.clone() for p in algo.train_policy.parameters()])
-        return original(batch)
+        before = parameters(algo)
+        metrics = original(batch)
+        calls.append((before, metrics, parameters(algo)))
+        return metrics
 
     algo.train_minibatch = recording
     algo.run()
     # The first minibatch of each rollout has ratio 1 (KL 0) and steps; the
     # second sees KL > 1.5e-12 and stops: two calls per rollout, not 5 epochs' worth.
-    rollouts = algo.epoch
-    assert len(snapshots) == 2 * rollouts
+    assert len(calls) == 2 * algo.nb_rollouts
     assert algo.stopped_early
+    for number, (before, metrics, after) in enumerate(calls):
+        stopped = number % 2 == 1
+        assert (metrics is None) == stopped
+        unchanged = all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
+        assert unchanged == stopped, f"call {number}: stopped {stopped}, unchanged {unchanged}"
+
+
+def test_an_update_stopped_at_its_first_minibatch_leaves_the_parameters_as_they_were():
+    algo = PPOClip(config(target_kl=1e-3))
+    workspace = next(algo.iter_partial_episodes())
+    rollout = algo.prepare_rollout(workspace)
+    with torch.no_grad():  # the policy has moved away from the old one: KL > 1.5e-3 at once
+        for parameter in algo.train_policy.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    before = parameters(algo)
+    metrics = algo.update(rollout)
+    assert algo.stopped_early and metrics["minibatches"] == 0
+    for b, a in zip(before, parameters(algo), strict=True):
+        assert torch.equal(b, a)
 
 
 def test_learning_rate_and_clip_range_anneal_linearly():
@@ -103,13 +157,32 @@ def test_learning_rate_and_clip_range_anneal_linearly():
     assert rates[-1] < 3e-4 * 0.3
 
 
-def test_critic_loss_gradients_reach_only_the_critic():
-    algo = PPOClip(config())
-    obs = torch.randn(8, 4)
-    algo.critic_agent.value(obs).sum().backward()
-    # Flat parameters keep zeroed gradients allocated: "no gradient" is None or all zeros.
-    assert all(p.grad is None or not p.grad.any() for p in algo.train_policy.parameters())
-    assert any(p.grad is not None and p.grad.any() for p in algo.critic_agent.parameters())
+def gradients(agent):
+    """An agent's gradients after a step; flat parameters keep a zeroed one allocated."""
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in agent.parameters()]
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_each_loss_reaches_only_its_own_agent_through_the_summed_backward(flat):
+    """One backward pass through the weighted sum: with the critic's weight at 0, the
+    critic gets no gradient (the policy loss does not reach it), and with the policy's
+    and entropy's at 0, the policy gets none (the value loss does not reach it)."""
+    results = {}
+    for zeroed in ("critic_coef", "policy_coef"):
+        algo = PPOClip(config(entropy_coef=0.01, flat_parameters=flat))
+        workspace = next(algo.iter_partial_episodes())
+        rollout = algo.prepare_rollout(workspace)
+        setattr(algo.config.algorithm, zeroed, 0.0)
+        if zeroed == "policy_coef":
+            algo.config.algorithm.entropy_coef = 0.0
+        algo.train_minibatch(rollout)
+        results[zeroed] = gradients(algo.train_policy), gradients(algo.critic_agent)
+    policy_gradients, critic_gradients = results["critic_coef"]
+    assert not any(g.any() for g in critic_gradients)
+    assert any(g.any() for g in policy_gradients)
+    policy_gradients, critic_gradients = results["policy_coef"]
+    assert not any(g.any() for g in policy_gradients)
+    assert any(g.any() for g in critic_gradients)
 
 
 def test_old_agents_follow_the_trained_ones_after_each_update():

@@ -181,7 +181,7 @@ def test_resuming_may_raise_the_budget_but_change_nothing_else():
     assert start >= 400 and algo.nb_steps >= 800
 
 
-def test_envs_whose_state_cannot_be_saved_resume_with_new_episodes(capsys):
+def test_envs_whose_state_cannot_be_saved_resume_with_new_episodes():
     run = trained_run(**{"checkpoint_interval": 200})
     config_path = run / "config.yaml"
     # Same run, but its envs live in subprocesses: their state cannot be captured.
@@ -190,8 +190,8 @@ def test_envs_whose_state_cannot_be_saved_resume_with_new_episodes(capsys):
     algo = PPOClip(cfg)
     algo.save_checkpoint()
     algo.close()
-    resumed = PPOClip.resume(run)
-    assert "with new episodes" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="with new episodes.*does not continue exactly"):
+        resumed = PPOClip.resume(run)
     assert resumed.rollout_workspace is None
     resumed.close()
 

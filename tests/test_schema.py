@@ -97,3 +97,48 @@ def test_a_subclassed_schema_accepts_new_typed_fields():
     assert validate_config(OmegaConf.create(raw), schema=MyConfig).algorithm.bonus == 2.0
     with pytest.raises(ConfigError):
         validate_config(OmegaConf.create(raw))
+
+
+def test_every_argument_the_optimizer_takes_is_accepted_and_reaches_it(configs_dir):
+    from bbrl_ppo.algorithms.ppo import PPOClip
+
+    cfg = load_config(
+        configs_dir / "cartpole.yaml",
+        ["optimizer.betas=[0.8,0.95]", "optimizer.amsgrad=true", "base_dir=/tmp/betas"],
+    )
+    algo = PPOClip(cfg)
+    group = algo.policy_optimizer.param_groups[0]
+    assert tuple(group["betas"]) == (0.8, 0.95) and group["amsgrad"] is True
+    algo.close()
+    sgd = load_config(
+        configs_dir / "cartpole.yaml",
+        ["optimizer.classname=SGD", "optimizer.eps=null", "optimizer.momentum=0.9",
+         "optimizer.nesterov=true"],
+    )  # fmt: skip
+    assert sgd.optimizer.momentum == 0.9
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.momentum=0.9"], "Adam takes no 'momentum'; set it to null or remove it"),
+        (["optimizer.momentum=0.9"], "Adam accepts: lr, betas, eps, weight_decay"),
+        (["optimizer.classname=SGD"], "SGD takes no 'eps'"),
+        (["optimizer.lr=0"], "'optimizer.lr': 0; allowed: a number > 0"),
+        (["algorithm.architecture.actor_hidden_size=[64,0]"], "each >= 1"),
+        (["algorithm.architecture.critic_hidden_size=[-3]"], "each >= 1"),
+    ],
+)
+def test_bad_optimizer_arguments_and_widths_are_one_line_errors(configs_dir, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(configs_dir / "cartpole.yaml", overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_value_the_optimizer_refuses_is_a_one_line_user_error(configs_dir):
+    from bbrl_ppo import UserError
+    from bbrl_ppo.algorithms.ppo import PPOClip
+
+    cfg = load_config(configs_dir / "cartpole.yaml", ["optimizer.betas=[1.5,0.9]"])
+    with pytest.raises(UserError, match=r"Adam\(.*betas=\[1.5, 0.9\].*\) refused its arguments"):
+        PPOClip(cfg)

@@ -130,3 +130,26 @@ gym.register("Faulty-v0", entry_point=Faulty)
 gym.register("LineWorld-v0", entry_point=LineWorld, max_episode_steps=5)
 gym.register("RecordingBox-v0", entry_point=RecordingBox, max_episode_steps=50)
 gym.register("DictObservation-v0", entry_point=DictObservation)
+
+
+class TimeLimitedReward(gym.Env):
+    """Pays 1 at every step and never terminates: only its time limit ends an episode.
+
+    The observation never changes, so nothing tells how many steps are left: with
+    truncations bootstrapped, V = 1 + gamma V, i.e. V = 1 / (1 - gamma); a truncation
+    taken for a termination makes V the mean of the truncated returns instead.
+    """
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, dtype=np.float32), 1.0, False, False, {}
+
+
+gym.register("TimeLimitedReward-v0", entry_point=TimeLimitedReward, max_episode_steps=10)

@@ -16,12 +16,21 @@ one of its episode):
   (gymnasium's "next step" auto-reset: the action at t is ignored).
 - Full-episode mode (``autoreset=False``): a finished env repeats its final frame
   with ``done=True`` and reward 0, so ``TemporalAgent(..., stop_variable="env/done")``
-  stops once every env is done.
+  stops once every env is done. A finished env is not stepped (nor reset) again
+  until the next ``t=0`` (`bbrl_ppo.agents.full_episodes`): the env steps made are
+  the transitions counted, and the next batch of episodes starts from states that
+  do not depend on how long the other envs' episodes lasted.
+
+Spaces are checked when the agent is created (`bbrl_ppo.agents.spaces`);
+observations are written as the env gives them (policies encode them), and a
+non-finite float observation stops the run with a `NumericalError` naming the env.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -29,11 +38,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from bbrl.agents import Agent
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from bbrl_ppo.agents.episode_tracker import ENV_VARIABLES, EpisodeTracker
+from bbrl_ppo.agents.full_episodes import HoldAfterEpisodeEnd, episode_end_flags
+from bbrl_ppo.agents.spaces import (
+    INTEGER_SPACES,
+    action_size,
+    check_action_space,
+    check_observation_space,
+    observation_size,
+)
 from bbrl_ppo.agents.workspace_io import StepWriter, read_step
-from bbrl_ppo.errors import EnvStepError, InvalidInputError, failing_env_index
+from bbrl_ppo.errors import EnvStepError, InvalidInputError, NumericalError, failing_env_index
 from bbrl_ppo.persistence.env_state import capture_vector_env, restore_vector_env
 
 #: Offset between the seeds of training and evaluation envs, so that evaluation
@@ -42,14 +60,9 @@ EVAL_SEED_OFFSET = 1_000_003
 
 EnvWrapper = Callable[[gym.Env], gym.Env]
 
-_SUPPORTED_OBS_SPACES = (
-    gym.spaces.Box,
-    gym.spaces.Discrete,
-    gym.spaces.MultiDiscrete,
-    gym.spaces.MultiBinary,
-)
-_SUPPORTED_ACTION_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
 VECTORIZATIONS = ("sync", "async")
+#: Keyword arguments `gymnasium.make` takes itself, whatever the env.
+_MAKE_ARGUMENTS = ("max_episode_steps", "disable_env_checker")
 
 
 def make_env(
@@ -63,9 +76,12 @@ def make_env(
 
     Time limits come from the env's registration (gymnasium adds `TimeLimit`), so
     truncations are reported exactly as gymnasium reports them. `env_name` may be
-    any id `gymnasium.make` accepts, including ``"my_module:MyEnv-v0"``.
+    any id `gymnasium.make` accepts, including ``"my_module:MyEnv-v0"``. An
+    `env_args` key the env's constructor does not take is refused with the list of
+    those it takes.
     """
     kwargs = dict(env_args or {})
+    _check_env_args(env_name, kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:
@@ -84,6 +100,57 @@ def _unknown_env_message(env_name: str) -> str:
         f"Unknown environment id {env_name!r}: gymnasium has no such registered env.{hint} "
         "A custom env can be given as 'my_module:MyEnv-v0' (the module is imported first)."
     )
+
+
+def _check_env_args(env_name: str, env_args: dict[str, Any]) -> None:
+    """Refuse an argument the env's constructor does not take, naming those it takes.
+
+    gymnasium would raise a TypeError from deep inside `gymnasium.make`. An env
+    whose constructor takes ``**kwargs``, or one that cannot be looked up here (an
+    unknown id: `gymnasium.make` says so), is left to gymnasium.
+    """
+    if not env_args:
+        return
+    creator = _env_creator(env_name)
+    if creator is None:
+        return
+    try:
+        parameters = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C extension: nothing to inspect
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [parameter.name for parameter in parameters if parameter.kind in named]
+    accepted = [name for name in accepted if name != "self"] + list(_MAKE_ARGUMENTS)
+    unknown = [key for key in env_args if key not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidInputError(
+            f"Unknown env argument{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} for {env_name} (gym_env.env_args){hint}: "
+            f"it accepts {', '.join(accepted)}"
+        )
+
+
+def _env_creator(env_name: str) -> Callable[..., Any] | None:
+    """The callable `gymnasium.make` would call for `env_name`, or None if not found."""
+    module, _, env_id = env_name.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return None  # gymnasium.make reports it
+    spec = gym.registry.get(env_id)
+    if spec is None or spec.entry_point is None:
+        return None
+    if callable(spec.entry_point):
+        return spec.entry_point
+    try:
+        return load_env_creator(spec.entry_point)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 class VectorGymAgent(Agent):
@@ -135,29 +202,43 @@ class VectorGymAgent(Agent):
         self.output = output_string
         self._seeds = _expand_seeds(seed, num_envs)
 
-        # Fails early, with our message, on an unknown id or a bad space.
+        # Fails early, with our message, on an unknown id, a bad argument or a bad space:
+        # before any env is stepped.
         probe = make_env(env_name, env_args=env_args, wrappers=wrappers)
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
         probe.close()
-        _check_space("observation", self.observation_space, _SUPPORTED_OBS_SPACES)
-        _check_space("action", self.action_space, _SUPPORTED_ACTION_SPACES)
+        check_observation_space(self.observation_space, env_name)
+        check_action_space(self.action_space, env_name)
 
+        if not autoreset:
+            wrappers = (*wrappers, HoldAfterEpisodeEnd)
         env_fn = partial(
             make_env, env_name, env_args=env_args, wrappers=tuple(wrappers), render_mode=render_mode
         )
         vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
         # copy=False: the tracker copies observations into tensors it owns, so the
-        # vector env's own defensive deepcopy would be a second copy.
-        self.envs: VectorEnv = vector_class(
-            [env_fn] * num_envs, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP
-        )
+        # vector env's own defensive deepcopy would be a second copy. Full-episode
+        # mode: the envs hide their episode ends, and the vector env never resets.
+        mode = AutoresetMode.NEXT_STEP if autoreset else AutoresetMode.DISABLED
+        self.envs: VectorEnv = vector_class([env_fn] * num_envs, copy=False, autoreset_mode=mode)
         # bbrl's layout: float observations as float32, others as int64.
         floating = np.issubdtype(self.observation_space.dtype, np.floating)
         obs_dtype = np.dtype(np.float32 if floating else np.int64)
+        # Only float observations can be NaN; one isfinite per vector step.
+        self._check_observations = bool(floating)
         self._tracker = EpisodeTracker(num_envs, autoreset=autoreset, obs_dtype=obs_dtype)
         self._writer = StepWriter([output_string + key for key in ENV_VARIABLES])
         self._clip_actions = isinstance(self.action_space, gym.spaces.Box)
+        self._integer_actions = isinstance(self.action_space, INTEGER_SPACES)
+        # Policies write a flat vector per env (an index for Discrete); the env may
+        # want another shape.
+        shape = self.action_space.shape
+        flat = len(shape) == 1 or isinstance(self.action_space, gym.spaces.Discrete)
+        self._action_shape = None if flat else shape
+        # Policies count from 0; Discrete(n, start=s) and MultiDiscrete count from `start`.
+        start = getattr(self.action_space, "start", None)
+        self._action_start = start if start is not None and np.any(start != 0) else None
 
     # -- the bbrl GymAgent interface --------------------------------------------------
     def seed(self, seed: int | Sequence[int]) -> VectorGymAgent:
@@ -171,14 +252,22 @@ class VectorGymAgent(Agent):
     def get_action_space(self) -> gym.Space:
         return self.action_space
 
-    def get_obs_and_actions_sizes(self) -> tuple[Any, Any]:
-        """Sizes as bbrl gives them: a vector's length, or ``n`` for a discrete space."""
-        return _space_size(self.observation_space), _space_size(self.action_space)
+    def get_obs_and_actions_sizes(self) -> tuple[int, int | list[int]]:
+        """The sizes of a policy's input and output, as bbrl's notebooks use them.
+
+        Observation: the number of features the policy's MLP reads (``n`` for a
+        Discrete space, one-hot; the product of the shape for a Box, flattened;
+        bbrl gives a shape tuple there, which no MLP takes). Action: ``n`` for
+        Discrete, the flattened length for Box and MultiBinary, and one size per
+        dimension (a list) for MultiDiscrete.
+        """
+        return observation_size(self.observation_space), action_size(self.action_space)
 
     def is_continuous_action(self) -> bool:
         return isinstance(self.action_space, gym.spaces.Box)
 
     def is_discrete_action(self) -> bool:
+        """True for a `Discrete` action space only (MultiDiscrete has its own policy)."""
         return isinstance(self.action_space, gym.spaces.Discrete)
 
     def is_continuous_state(self) -> bool:
@@ -195,15 +284,47 @@ class VectorGymAgent(Agent):
                 observations, _ = self.envs.reset(seed=seeds)
             except Exception as error:
                 raise self._env_failure(error, "reset", None) from error
+            if self._check_observations:
+                self._require_finite(observations, None)
             frame = self._tracker.reset(observations)
         else:
             actions = self._read_actions(t - 1)
             try:
-                step = self.envs.step(actions)
+                observations, rewards, terminated, truncated, infos = self.envs.step(actions)
             except Exception as error:
                 raise self._env_failure(error, "step", actions) from error
-            frame = self._tracker.step(*step[:4])
+            if not self.autoreset:
+                terminated, truncated = episode_end_flags(infos, self.num_envs)
+            if self._check_observations:
+                self._require_finite(observations, actions)
+            frame = self._tracker.step(observations, rewards, terminated, truncated)
         self._writer.write(self.workspace, t, frame)
+
+    def _require_finite(self, observations: np.ndarray, actions: np.ndarray | None) -> None:
+        """Raise `NumericalError` naming the first env that returned a NaN or inf observation.
+
+        Caught here, the cause is named; a policy would fail later inside torch's
+        distributions, or training would report a non-finite reward or loss.
+        """
+        if np.isfinite(observations).all():
+            return
+        rows = observations.reshape(self.num_envs, -1)
+        bad = ~np.isfinite(rows)
+        index = int(np.flatnonzero(bad.any(axis=1))[0])
+        row = rows[index]
+        shown = row.tolist() if row.size <= 8 else f"({bad[index].sum()} of {row.size} values)"
+        tracker = self._tracker
+        if actions is None:
+            where = "at its reset"
+        elif self.autoreset and tracker.done[index]:
+            where = "at its auto-reset"
+        else:
+            step = int(tracker.timestep[index]) + 1
+            where = f"at step {step} of its episode, after action {actions[index].tolist()}"
+        raise NumericalError(
+            f"Non-finite observation {shown} from {self.env_name} env "
+            f"{index} of {self.num_envs} {where}"
+        )
 
     def _env_failure(
         self, error: Exception, stage: str, actions: np.ndarray | None
@@ -243,7 +364,29 @@ class VectorGymAgent(Agent):
             # The workspace keeps the sampled action (PPO needs its log-prob);
             # only the env sees it clipped to its bounds.
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        elif self._integer_actions:
+            actions = self._integer_env_actions(actions, t)
+        if self._action_shape is not None:
+            actions = actions.reshape(self.num_envs, *self._action_shape)
+        if self._action_start is not None:
+            actions = actions + self._action_start
         return actions
+
+    def _integer_env_actions(self, actions: np.ndarray, t: int) -> np.ndarray:
+        """Integer actions in the space's dtype; float ones are refused, never rounded.
+
+        A float action for a discrete space means a policy for another space (a
+        Gaussian on a MultiDiscrete env would otherwise train on actions the env
+        does not have).
+        """
+        if actions.dtype.kind not in "iub":
+            raise InvalidInputError(
+                f"The action written at t={t} holds {actions.dtype} values (first: "
+                f"{actions[0].tolist()}), but the {self.action_space} action space of "
+                f"{self.env_name} takes integers: use a policy for that space "
+                "(DiscretePolicy, MultiDiscretePolicy or MultiBinaryPolicy)"
+            )
+        return actions.astype(self.action_space.dtype, copy=False)
 
     # -- checkpoints -----------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -286,20 +429,3 @@ def _expand_seeds(seed: int | Sequence[int] | None, num_envs: int) -> list[int] 
     if len(seeds) != num_envs:
         raise InvalidInputError(f"Got {len(seeds)} seeds for {num_envs} environments")
     return seeds
-
-
-def _check_space(kind: str, space: gym.Space, supported: tuple[type, ...]) -> None:
-    if not isinstance(space, supported):
-        names = ", ".join(cls.__name__ for cls in supported)
-        raise InvalidInputError(
-            f"Unsupported {kind} space {space!r}: VectorGymAgent handles {names}. "
-            f"Wrap the env (e.g. gymnasium.wrappers.FlattenObservation) to get one of them."
-        )
-
-
-def _space_size(space: gym.Space) -> Any:
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    if len(space.shape) == 1:
-        return int(space.shape[0])
-    return tuple(space.shape)

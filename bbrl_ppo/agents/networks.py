@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,9 +71,7 @@ def build_ortho_mlp(
 
 
 def _mlp(sizes, activation, output_activation, init: float | None) -> nn.Sequential:
-    sizes = [int(size) for size in sizes]
-    if len(sizes) < 2:
-        raise InvalidInputError(f"An MLP needs at least an input and an output size, got {sizes}")
+    sizes = _layer_sizes(sizes)
     layers: list[nn.Module] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         is_last = index == len(sizes) - 2
@@ -85,6 +84,20 @@ def _mlp(sizes, activation, output_activation, init: float | None) -> nn.Sequent
         elif output_activation is not None:
             layers.append(output_activation)
     return nn.Sequential(*layers)
+
+
+def _layer_sizes(sizes: Sequence[int]) -> list[int]:
+    """`sizes` as ints, each >= 1: torch builds a Linear of width 0 without complaint,
+    and a negative width fails deep inside it."""
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise InvalidInputError(f"An MLP needs at least an input and an output size, got {sizes}")
+    if not all(isinstance(size, (int, np.integer)) and size >= 1 for size in sizes):
+        raise InvalidInputError(
+            f"MLP layer sizes must be integers >= 1, got {sizes} (input {sizes[0]!r}, hidden "
+            f"{sizes[1:-1]}, output {sizes[-1]!r})"
+        )
+    return [int(size) for size in sizes]
 
 
 @torch.no_grad()

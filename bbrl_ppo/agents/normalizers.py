@@ -93,22 +93,26 @@ class RewardScaler(nn.Module):
     def scale(self, rewards: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """Update the statistics with a (T, B) rollout and return its scaled rewards.
 
-        ``starts[t]`` marks steps whose reward begins a new return (reset steps).
-        The running returns are a recursion over time, computed in numpy (a few
-        microseconds a step, where torch ops cost ten times that); the statistics
-        then take all T x B returns in one merge, which is exactly the merge of
-        them step by step (`RunningMeanStd` is exact for any split into batches).
+        ``starts[t]`` marks the reset-only steps: with auto-reset, the step after an
+        episode end holds the next episode's first observation and no transition
+        (its reward is gymnasium's 0). The return restarts there, and, as in
+        Stable-Baselines3's `VecNormalize`, only real transitions' returns enter the
+        statistics. The running returns are a recursion over time, computed in numpy;
+        the statistics then take the rollout's returns in one merge, which is
+        exactly the merge of them step by step (`RunningMeanStd` is exact for any
+        split into batches).
         """
         rewards64 = rewards.detach().to(torch.float64)
         reward_rows = rewards64.cpu().numpy()
-        start_rows = starts.detach().cpu().numpy()
+        start_rows = starts.detach().cpu().numpy().astype(bool)
         running = self.returns.cpu().numpy().copy()
         returns = np.empty_like(reward_rows)
         gamma = self.discount_factor
         for t in range(reward_rows.shape[0]):
-            running = np.where(start_rows[t], 0.0, running * gamma) + reward_rows[t]
+            running = np.where(start_rows[t], 0.0, running * gamma + reward_rows[t])
             returns[t] = running
         self.returns.copy_(torch.from_numpy(running))
-        self.stats.update(torch.from_numpy(returns).to(self.returns.device))
+        transitions = torch.from_numpy(returns[~start_rows]).to(self.returns.device)
+        self.stats.update(transitions)
         std = (self.stats.var + self.eps).sqrt()
         return (rewards64 / std).to(rewards.dtype)

@@ -7,28 +7,64 @@ Keyword arguments of `forward`, as in the bbrl notebooks:
 - ``predict_proba``: instead of acting, write ``{prefix}logprob_predict``, the
   log-probability of the ``action`` already in the workspace (PPO's ratio).
 - ``compute_entropy``: also write ``{prefix}entropy``.
+
+One policy per kind of action space (`POLICY_TYPES`): `DiscretePolicy`
+(Discrete), `GaussianPolicy` (Box), `MultiDiscretePolicy` (MultiDiscrete) and
+`MultiBinaryPolicy` (MultiBinary). Each reads observations as the env agent wrote
+them and encodes them first (``observation_encoding``, see
+`bbrl_ppo.agents.observations`): one-hot for Discrete observations, flattened
+for a Box of rank > 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from bbrl.agents import Agent
 from torch import nn
 from torch.distributions import Distribution
 
-from bbrl_ppo.agents.distributions import DiagonalGaussian, LogitsCategorical
+from bbrl_ppo.agents.distributions import (
+    DiagonalGaussian,
+    IndependentBernoulli,
+    LogitsCategorical,
+    MultiCategorical,
+)
 from bbrl_ppo.agents.networks import build_ortho_mlp, make_activation
-from bbrl_ppo.agents.normalizers import make_normalizer
+from bbrl_ppo.agents.observations import observation_input
+from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.agent_checkpoint import RecordsInitArgs
 
 
 class StochasticPolicy(RecordsInitArgs, Agent):
     """The workspace I/O shared by policies; subclasses define `dist`."""
 
+    def _build_network(
+        self,
+        state_dim: int,
+        hidden_size: Sequence[int],
+        n_outputs: int,
+        activation: str,
+        normalize_observations: bool,
+        observation_clip: float,
+        observation_encoding: dict[str, Any] | None,
+    ) -> None:
+        """The observation input and an MLP to `n_outputs` (output gain 0.01: near-uniform)."""
+        self.obs_encoder, self.obs_normalizer = observation_input(
+            state_dim, observation_encoding, normalize_observations, observation_clip
+        )
+        self.model = build_ortho_mlp(
+            [state_dim, *hidden_size, n_outputs], make_activation(activation), output_std=0.01
+        )
+
+    def features(self, observation: torch.Tensor) -> torch.Tensor:
+        """The network's input: the observation encoded, then normalized (when enabled)."""
+        return self.obs_normalizer(self.obs_encoder(observation))
+
     def dist(self, observation: torch.Tensor) -> Distribution:
-        """The action distribution for a batch of observations, shape (..., obs_dim)."""
+        """The action distribution for a batch of observations, (..., *observation shape)."""
         raise NotImplementedError(f"{type(self).__name__} must define dist()")
 
     def log_prob(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -78,15 +114,16 @@ class DiscretePolicy(StochasticPolicy):
         activation: str = "relu",
         normalize_observations: bool = False,
         observation_clip: float = 10.0,
+        observation_encoding: dict[str, Any] | None = None,
     ):
         super().__init__(name=name)
-        self.obs_normalizer = make_normalizer(state_dim, normalize_observations, observation_clip)
-        self.model = build_ortho_mlp(
-            [state_dim, *hidden_size, n_actions], make_activation(activation), output_std=0.01
-        )
+        self._build_network(
+            state_dim, hidden_size, n_actions, activation, normalize_observations,
+            observation_clip, observation_encoding,
+        )  # fmt: skip
 
     def dist(self, observation: torch.Tensor) -> LogitsCategorical:
-        return LogitsCategorical(self.model(self.obs_normalizer(observation)))
+        return LogitsCategorical(self.model(self.features(observation)))
 
     def best_action(self, distribution: LogitsCategorical) -> torch.Tensor:
         return distribution.logits.argmax(dim=-1)
@@ -116,14 +153,15 @@ class GaussianPolicy(StochasticPolicy):
         log_std_bounds: Sequence[float] = (-20.0, 2.0),
         normalize_observations: bool = False,
         observation_clip: float = 10.0,
+        observation_encoding: dict[str, Any] | None = None,
     ):
         super().__init__(name=name)
-        self.obs_normalizer = make_normalizer(state_dim, normalize_observations, observation_clip)
+        self._build_network(
+            state_dim, hidden_size, action_dim, activation, normalize_observations,
+            observation_clip, observation_encoding,
+        )  # fmt: skip
         self.state_dependent_std = state_dependent_std
         self.log_std_bounds = (float(log_std_bounds[0]), float(log_std_bounds[1]))
-        self.model = build_ortho_mlp(
-            [state_dim, *hidden_size, action_dim], make_activation(activation), output_std=0.01
-        )
         if state_dependent_std:
             self.log_std_head = build_ortho_mlp(
                 [state_dim, *hidden_size, action_dim], make_activation(activation), output_std=0.01
@@ -133,7 +171,7 @@ class GaussianPolicy(StochasticPolicy):
             self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     def dist(self, observation: torch.Tensor) -> DiagonalGaussian:
-        observation = self.obs_normalizer(observation)
+        observation = self.features(observation)
         mean = self.model(observation)
         if self.state_dependent_std:
             log_std = self.log_std_head(observation).clamp(*self.log_std_bounds)
@@ -146,8 +184,80 @@ class GaussianPolicy(StochasticPolicy):
         return distribution.mean
 
 
+class MultiDiscretePolicy(StochasticPolicy):
+    """A categorical per action dimension, for a MultiDiscrete action space.
+
+    One network outputs ``sum(action_sizes)`` logits, one block per dimension
+    (SB3's ``MultiCategoricalDistribution``); the action is (..., len(action_sizes)),
+    int64, one index per dimension, its log-probability the sum over dimensions.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden_size: Sequence[int],
+        action_sizes: Sequence[int],
+        name: str = "policy",
+        *,
+        activation: str = "tanh",
+        normalize_observations: bool = False,
+        observation_clip: float = 10.0,
+        observation_encoding: dict[str, Any] | None = None,
+    ):
+        super().__init__(name=name)
+        self.action_sizes = [int(size) for size in action_sizes]
+        if not self.action_sizes or min(self.action_sizes) < 1:
+            raise InvalidInputError(
+                f"action_sizes must list one size >= 1 per action dimension, got {action_sizes}"
+            )
+        self._build_network(
+            state_dim, hidden_size, sum(self.action_sizes), activation,
+            normalize_observations, observation_clip, observation_encoding,
+        )  # fmt: skip
+
+    def dist(self, observation: torch.Tensor) -> MultiCategorical:
+        return MultiCategorical(self.model(self.features(observation)), self.action_sizes)
+
+    def best_action(self, distribution: MultiCategorical) -> torch.Tensor:
+        return distribution.mode
+
+
+class MultiBinaryPolicy(StochasticPolicy):
+    """A Bernoulli per bit, for a MultiBinary action space.
+
+    One network outputs a logit per bit; the action is (..., n_bits), int64 0/1.
+    The deterministic action sets the bits whose probability is above 1/2.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden_size: Sequence[int],
+        n_bits: int,
+        name: str = "policy",
+        *,
+        activation: str = "tanh",
+        normalize_observations: bool = False,
+        observation_clip: float = 10.0,
+        observation_encoding: dict[str, Any] | None = None,
+    ):
+        super().__init__(name=name)
+        self._build_network(
+            state_dim, hidden_size, n_bits, activation, normalize_observations,
+            observation_clip, observation_encoding,
+        )  # fmt: skip
+
+    def dist(self, observation: torch.Tensor) -> IndependentBernoulli:
+        return IndependentBernoulli(self.model(self.features(observation)))
+
+    def best_action(self, distribution: IndependentBernoulli) -> torch.Tensor:
+        return distribution.mode
+
+
 #: The policy classes a config's ``algorithm.policy_type`` may name.
 POLICY_TYPES: dict[str, type[StochasticPolicy]] = {
     "DiscretePolicy": DiscretePolicy,
     "GaussianPolicy": GaussianPolicy,
+    "MultiDiscretePolicy": MultiDiscretePolicy,
+    "MultiBinaryPolicy": MultiBinaryPolicy,
 }

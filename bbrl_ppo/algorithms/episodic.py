@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -191,9 +192,11 @@ class EpisodicAlgo(RLBase):
         algo.last_checkpoint_step = algo.nb_steps
         algo._checkpoint_rollout = algo.nb_rollouts
         if algo.new_episodes_reason is not None:
-            print(
+            warnings.warn(
                 f"Resuming {run_dir} at {algo.nb_steps} env steps with new episodes: the "
-                f"training envs' state could not be saved ({algo.new_episodes_reason})"
+                f"training envs' state could not be saved ({algo.new_episodes_reason}), so "
+                "the run does not continue exactly",
+                stacklevel=2,
             )
         return algo
 

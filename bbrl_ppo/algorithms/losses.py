@@ -33,7 +33,11 @@ def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor | None = None) -> tor
 
 
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit std; a minibatch of one is left as is (its std is undefined)."""
+    """Zero mean, unit std; a minibatch of one is left as is (its std is undefined).
+
+    `PPOClip.update` never makes such a minibatch out of a remainder (it joins the
+    last full one): only a rollout of one transition gives one.
+    """
     if advantages.numel() < 2:
         return advantages
     std, mean = torch.std_mean(advantages)

@@ -8,7 +8,8 @@ One rollout, read top to bottom in `run()`:
    reward scaling, GAE with separate termination/episode-end masks
    (`bbrl_ppo.algorithms.advantages`), then the real transitions flattened into a `Rollout`.
 3. `update`: ``opt_epochs`` passes; each shuffles all transitions and visits each
-   exactly once, in minibatches of ``batch_size`` (`train_minibatch`).
+   exactly once, in minibatches of ``batch_size`` (`train_minibatch`), the remainder
+   joining the last one.
 4. `after_update`: refresh the old agents, update observation statistics, log.
 5. `evaluate`, and stop early at ``stop_at_reward``.
 
@@ -26,7 +27,6 @@ Defaults that differ between peers are chosen on purpose:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -85,7 +85,7 @@ class PPOClip(EpisodicAlgo):
         for frozen in (self.old_policy, self.old_critic_agent):
             frozen.requires_grad_(False)
 
-        optimizer_config = dataclasses.asdict(self.config.optimizer)
+        optimizer_config = dict(self.config.optimizer)
         self.policy_optimizer, self.critic_optimizer = (
             setup_optimizer(
                 optimizer_config, agent, prefer_fused=True, flat=algorithm.flat_parameters
@@ -96,7 +96,7 @@ class PPOClip(EpisodicAlgo):
             gradient_clipper(self.policy_optimizer, self.train_policy),
             gradient_clipper(self.critic_optimizer, self.critic_agent),
         )
-        self.base_learning_rate = self.config.optimizer.lr
+        self.base_learning_rate = self.config.optimizer["lr"]
         self.reward_scaler = (
             RewardScaler(algorithm.n_envs, algorithm.discount_factor)
             if algorithm.normalize_rewards
@@ -109,6 +109,9 @@ class PPOClip(EpisodicAlgo):
         self.stopped_early = False
         self._generator = torch.Generator().manual_seed(algorithm.seed)
         self._minibatch_position = (0, 0)
+        # The first update's learning rate and clip range, so that each stage
+        # (`train_minibatch`, `after_update`...) also runs on its own, as in a notebook.
+        self._anneal()
 
     def default_workspace_steps(self) -> int:
         """``transitions_per_env`` new transitions, after the previous rollout's last step."""
@@ -194,7 +197,14 @@ class PPOClip(EpisodicAlgo):
     def update(self, rollout: Rollout) -> dict[str, float]:
         """``opt_epochs`` shuffled passes over the rollout; returns mean diagnostics.
 
-        Each pass visits every transition once (`minibatch_indices`).
+        Each pass visits every transition once, in ``len(rollout) // batch_size``
+        minibatches (`minibatch_indices`). The number of transitions changes from one
+        rollout to the next (final -> first pairs are dropped), so ``batch_size``
+        rarely divides it: the remainder joins the pass's last minibatch (at most
+        ``2 * batch_size - 1`` transitions) rather than making a short one of its own.
+        A short minibatch -- one transition, say -- would get a full gradient step from
+        a very noisy estimate, with its advantages not normalized (a single value has
+        no std). SB3 and CleanRL take the short step instead (SB3 warns once).
         """
         self._anneal()
         totals: dict[str, float] = {}
@@ -375,27 +385,42 @@ class PPOPenalty(PPOClip):
     """PPO with an adaptive KL penalty (Schulman et al. 2017, section 4, eq. 8).
 
     The surrogate ``r A`` is penalized by ``kl_coef * KL(old || new)`` (analytic
-    KL of the two action distributions). After each update, ``kl_coef`` is halved
-    if the mean KL fell below ``d_targ / 1.5`` and doubled above ``1.5 * d_targ``.
-    Configuration: ``algorithm.kl_penalty.target`` (d_targ, default 0.01) and
-    ``algorithm.kl_penalty.initial_coef`` (initial beta, default 1).
+    KL of the two action distributions). After each update's epochs, ``d =
+    E[KL(old || new)]`` is measured once over all the rollout's transitions, for the
+    policy the update reached (`policy_kl`), and ``kl_coef`` is halved if ``d <
+    d_targ / 1.5`` and doubled if ``d > 1.5 * d_targ`` (`adapt_kl_coef`), as the
+    paper does. When ``target_kl`` ends an update early, ``d`` is that of the
+    policy after the steps taken. Configuration: ``algorithm.kl_penalty.target``
+    (d_targ, default 0.01) and ``algorithm.kl_penalty.initial_coef`` (initial
+    beta, default 1). Logs ``train/kl_coef`` (the beta this update used) and
+    ``train/mean_kl`` (d).
     """
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        self._kl_sum, self._kl_count = 0.0, 0
         metrics = super().update(rollout)
-        mean_kl = self._kl_sum / max(self._kl_count, 1)
+        kl = self.policy_kl(rollout)
         metrics["kl_coef"] = self.kl_coef
-        metrics["mean_kl"] = mean_kl
-        self.kl_coef = adapt_kl_coef(self.kl_coef, mean_kl, self.config.algorithm.kl_penalty.target)
+        metrics["mean_kl"] = kl
+        self.kl_coef = adapt_kl_coef(self.kl_coef, kl, self.config.algorithm.kl_penalty.target)
         return metrics
 
+    @torch.no_grad()
+    def policy_kl(self, rollout: Rollout) -> float:
+        """``E[KL(old || new)]`` over the rollout's transitions, for the policy as it is now.
+
+        Measured after the update rather than averaged over its minibatches: a
+        minibatch's KL is taken before its own step, so such a mean starts at 0 and
+        lags behind the KL the update reached.
+        """
+        old_distribution = self.old_policy.dist(rollout.observations)
+        distribution = self.train_policy.dist(rollout.observations)
+        return kl_divergence(old_distribution, distribution).mean().item()
+
     def policy_loss(self, batch: Rollout, distribution, log_probs, advantages) -> SurrogateTerms:
+        """The KL-penalized surrogate, with the current ``kl_coef``."""
         with torch.no_grad():
             old_distribution = self.old_policy.dist(batch.observations)
         kl = kl_divergence(old_distribution, distribution)
-        self._kl_sum += kl.detach().mean().item()
-        self._kl_count += 1
         return kl_penalized_surrogate(log_probs, batch.old_log_probs, advantages, kl, self.kl_coef)
 
 

@@ -32,8 +32,14 @@ def minibatch_indices(
     """One shuffled pass over ``range(size)``: every index exactly once, in slices.
 
     Sampling minibatches with replacement would use some transitions twice and skip
-    others. The last slice is shorter when `batch_size` does not divide `size`.
+    others. There are ``size // batch_size`` slices (one when `size` is smaller):
+    the remainder joins the last slice, so no gradient step is taken on a few
+    transitions alone (see `PPOClip.update`).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
     permutation = torch.randperm(size, generator=generator)
-    for start in range(0, size, batch_size):
-        yield permutation[start : start + batch_size]
+    count = size // batch_size if size >= batch_size else min(size, 1)
+    for number in range(count):
+        stop = size if number == count - 1 else (number + 1) * batch_size
+        yield permutation[number * batch_size : stop]

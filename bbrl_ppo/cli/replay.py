@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,10 @@ def replay(
     path = checkpoint_path(run_or_file)
     checkpoint = read_checkpoint(path)
     if checkpoint.get("env_wrappers"):
-        print(
-            "Warning: the run used env wrappers "
-            f"{checkpoint['env_wrappers']}, which cannot be restored from a checkpoint"
+        warnings.warn(
+            f"The run used the env wrappers {checkpoint['env_wrappers']}, which cannot be "
+            "restored from a checkpoint: the replay runs without them",
+            stacklevel=2,
         )
     env_name, env_args = checkpoint["env_name"], checkpoint.get("env_args") or {}
     _refuse_module_import(path, env_name, import_env_module)

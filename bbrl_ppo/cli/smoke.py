@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bbrl.agents import KWAgentWrapper
 
-from bbrl_ppo.agents.policies import DiscretePolicy, GaussianPolicy
 from bbrl_ppo.algorithms.episodic import EpisodicAlgo
+from bbrl_ppo.algorithms.ppo_agents import policy_for_env
 
 
 class UntrainedPolicyRun(EpisodicAlgo):
@@ -19,9 +19,7 @@ class UntrainedPolicyRun(EpisodicAlgo):
 
     def __init__(self, cfg):
         super().__init__(cfg, autoreset=True)
-        obs_size, action_size = self.train_env.get_obs_and_actions_sizes()
-        policy_class = DiscretePolicy if self.train_env.is_discrete_action() else GaussianPolicy
-        self.train_policy = policy_class(obs_size, [64, 64], action_size)
+        self.train_policy = policy_for_env(self.train_env, [64, 64])
         self.eval_policy = KWAgentWrapper(self.train_policy, stochastic=False)
 
 

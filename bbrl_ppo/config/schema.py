@@ -33,6 +33,7 @@ from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.registry import (
     UnknownClassError,
+    accepted_arguments,
     resolve_logger,
     resolve_optimizer,
     unexpected_arguments,
@@ -91,10 +92,15 @@ class EpisodicAlgorithmConfig:
     nb_evals: int = field(default=REQUIRED, metadata=at_least(1))
 
 
+_WIDTHS = _check(
+    lambda v: all(width >= 1 for width in v), "a list of hidden-layer widths, each >= 1"
+)
+
+
 @dataclass
 class ArchitectureConfig:
-    actor_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
-    critic_hidden_size: list[int] = field(default_factory=lambda: [64, 64])
+    actor_hidden_size: list[int] = field(default_factory=lambda: [64, 64], metadata=_WIDTHS)
+    critic_hidden_size: list[int] = field(default_factory=lambda: [64, 64], metadata=_WIDTHS)
     activation: str = field(default="tanh", metadata=one_of(*ACTIVATIONS))
 
 
@@ -102,7 +108,8 @@ class ArchitectureConfig:
 class KLPenaltyConfig:
     """ppo_kl's adaptive penalty (Schulman et al. 2017, section 4)."""
 
-    #: d_targ: the KL the coefficient is adapted towards.
+    #: d_targ: the KL the coefficient is adapted towards (E[KL(old || new)] over the
+    #: rollout, measured after each update).
     target: float = field(default=0.01, metadata=positive())
     #: beta before the first update.
     initial_coef: float = field(default=1.0, metadata=positive())
@@ -129,7 +136,8 @@ class AlgorithmConfig(EpisodicAlgorithmConfig):
     )
     #: Passes over each rollout (each visits every transition once).
     opt_epochs: int = field(default=10, metadata=at_least(1))
-    #: Minibatch size (at most n_envs * transitions_per_env).
+    #: Minibatch size (at most n_envs * transitions_per_env); the remainder of a pass joins
+    #: its last minibatch.
     batch_size: int = field(default=64, metadata=at_least(1))
     clip_range: float = field(default=0.2, metadata=positive())
     #: Clip the critic's move around its old values (null: no clipping).
@@ -157,20 +165,17 @@ class AlgorithmConfig(EpisodicAlgorithmConfig):
     architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
 
 
-@dataclass
-class OptimizerConfig:
-    classname: str = "torch.optim.Adam"
-    lr: float = field(default=3e-4, metadata=positive())
-    #: Adam's epsilon: 1e-5 rather than torch's 1e-8 (the PPO implementations' value);
-    #: null for an optimizer without one (SGD).
-    eps: float | None = field(default=1e-5, metadata=_optional(positive()))
-    #: Fused (one kernel per step) or foreach implementation; null: fused where the
-    #: optimizer has one (Adam, AdamW, SGD), torch's default otherwise.
-    fused: bool | None = None
-    foreach: bool | None = None
-    weight_decay: float | None = field(
-        default=None, metadata=_optional(_check(lambda v: v >= 0, "a number >= 0"))
-    )
+def default_optimizer() -> dict[str, Any]:
+    """Adam, the learning rate, and Adam's epsilon at 1e-5 (the PPO implementations' value;
+    torch's is 1e-8).
+
+    Every other key of the section is a keyword argument of the optimizer
+    (``betas``, ``momentum``, ``fused``...); null keeps the optimizer's own
+    default, and an argument the optimizer does not take is refused. Unless
+    ``fused`` or ``foreach`` is set, an optimizer with a fused implementation
+    (Adam, AdamW, SGD) uses it.
+    """
+    return {"classname": "torch.optim.Adam", "lr": 3e-4, "eps": 1e-5}
 
 
 def default_logger() -> dict[str, Any]:
@@ -201,7 +206,8 @@ class RunConfig:
 class PPOConfig(RunConfig):
     base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    #: The optimizer (classname) and its keyword arguments: see `default_optimizer`.
+    optimizer: dict[str, Any] = field(default_factory=default_optimizer)
     #: Free-form keys for users' own extensions; never checked.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -352,17 +358,38 @@ def _check_classnames(cfg: DictConfig) -> None:
     try:
         if cfg.logger.get("classname") is not None:
             resolve_logger(str(cfg.logger.classname))
-        if "optimizer" not in cfg:
-            return
-        optimizer = resolve_optimizer(str(cfg.optimizer.classname))
+        if "optimizer" in cfg:
+            _check_optimizer(cfg.optimizer)
     except UnknownClassError as error:
         raise ConfigError(str(error)) from None
-    arguments = {k: v for k, v in cfg.optimizer.items() if k != "classname" and v is not None}
+
+
+#: Optimizer arguments whose range we know: (check, what is allowed).
+_OPTIMIZER_RANGES = {
+    "lr": _check(lambda v: isinstance(v, int | float) and v > 0, "a number > 0"),
+    "eps": _check(lambda v: isinstance(v, int | float) and v > 0, "a number > 0"),
+    "weight_decay": _check(lambda v: isinstance(v, int | float) and v >= 0, "a number >= 0"),
+}
+
+
+def _check_optimizer(section: DictConfig) -> None:
+    optimizer = resolve_optimizer(str(section.get("classname")))
+    if section.get("lr") is None:
+        raise ConfigError("Missing value for 'optimizer.lr'")
+    arguments = {k: v for k, v in section.items() if k != "classname" and v is not None}
+    for key, value in arguments.items():
+        spec = _OPTIMIZER_RANGES.get(key)
+        if spec is not None and not spec["check"](value):
+            raise ConfigError(
+                f"Invalid value for 'optimizer.{key}': {value!r}; allowed: {spec['allowed']}"
+            )
     unexpected = unexpected_arguments(optimizer, arguments)
     if unexpected:
+        accepted = ", ".join(accepted_arguments(optimizer))
         raise ConfigError(
             f"Invalid value for 'optimizer.{unexpected[0]}': {optimizer.__name__} takes no "
-            f"{unexpected[0]!r}; set it to null"
+            f"{unexpected[0]!r}; set it to null or remove it ({optimizer.__name__} accepts: "
+            f"{accepted})"
         )
 
 

@@ -46,10 +46,16 @@ def setup_optimizer(
             f"{optimizer_class.__name__} takes no {', '.join(map(repr, unexpected))}: set "
             f"{', '.join(f'optimizer.{key}: null' for key in unexpected)} in the config"
         )
-    if flat and len(agents) == 1 and can_flatten(optimizer_class, agents[0]):
-        return flat_optimizer(optimizer_class, agents[0], **arguments)
-    parameters = [p for agent in agents for p in agent.parameters()]
-    return optimizer_class(parameters, **arguments)
+    try:
+        if flat and len(agents) == 1 and can_flatten(optimizer_class, agents[0]):
+            return flat_optimizer(optimizer_class, agents[0], **arguments)
+        parameters = [p for agent in agents for p in agent.parameters()]
+        return optimizer_class(parameters, **arguments)
+    except (TypeError, ValueError) as error:  # torch's own check of a value, e.g. betas
+        shown = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+        raise InvalidInputError(
+            f"{optimizer_class.__name__}({shown}) refused its arguments: {error}"
+        ) from None
 
 
 def gradient_clipper(

@@ -48,7 +48,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.random.Generator):
         return {"__rng__": value.bit_generator.state}
     if isinstance(value, np.ndarray):
-        if value.dtype == object:
+        if value.dtype.kind not in "biufc":  # objects, bytes, strings: torch has no such tensors
             return _NOT_PLAIN
         return {
             "__ndarray__": torch.from_numpy(np.array(value, copy=True)),

@@ -110,6 +110,14 @@ def unexpected_arguments(cls: type, arguments: dict) -> list[str]:
     return [key for key in arguments if key not in names]
 
 
+def accepted_arguments(cls: type) -> list[str]:
+    """The keyword arguments ``cls.__init__`` names, besides ``self`` and ``params``."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    return [name for name in parameters if name not in ("self", "params")]
+
+
 def resolve_logger(name: str) -> type:
     """bbrl's tensorboard logger, or a registered class."""
     if name in BUILTIN_LOGGERS:
