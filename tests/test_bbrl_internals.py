@@ -46,3 +46,28 @@ def test_the_fast_writer_gives_the_workspace_bbrls_own_set_gives():
         assert torch.equal(fast.get_full(name), reference.get_full(name)), name
         for t in range(6):
             assert torch.equal(read_step(fast, name, t), reference.get(name, t)), (name, t)
+
+
+def test_pyproject_floors_cover_what_the_code_uses(request):
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    # What the code needs, and why: a floor below it installs a release the code breaks on.
+    needs = {
+        "torch": ("2.4", "fused CPU Adam, the default optimizer step"),
+        "gymnasium": ("1.1", "gymnasium.vector.AutoresetMode"),
+        "bbrl": ("1.0.1", "the env/timestep layout tests/test_env_agent.py checks"),
+    }
+    pyproject = tomllib.loads((request.config.rootpath / "pyproject.toml").read_text())
+    requirements = {
+        Requirement(line).name: Requirement(line) for line in pyproject["project"]["dependencies"]
+    }
+    for name, (needed, why) in needs.items():
+        specifier = requirements[name].specifier
+        floors = [Version(spec.version) for spec in specifier if spec.operator in (">=", "==")]
+        assert floors and min(floors) >= Version(needed), f"{name} >= {needed} ({why})"
+    # workspace_io.py writes into bbrl's internals: a release they were not tested on is out.
+    assert not requirements["bbrl"].specifier.contains("1.1.0"), "bbrl needs an upper bound"
