@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 CONFIG ?= configs/cartpole.yaml
 
-.PHONY: run test test-quick lint format bench bench-peers notebooks clean
+.PHONY: run test test-quick lint format bench bench-peers notebooks notebooks-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev,mujoco]'
 	touch $@
 
 $(VENV)/.installed-notebooks: $(VENV)/.installed
@@ -56,8 +56,19 @@ BENCH_ARGS ?=
 bench-peers: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/compare_peers.py --case $(CASE) $(BENCH_ARGS)
 
+# JupyterLab refuses to start as root without --allow-root (containers and CI run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 notebooks: $(VENV)/.installed-notebooks
-	cd notebooks && ../$(BIN)/jupyter lab
+	cd notebooks && ../$(BIN)/jupyter lab $(ALLOW_ROOT)
+
+# The notebooks as a student sees them: JupyterLab in headless Chromium, Run All, then
+# checks and screenshots (outputs/notebooks-check/). Fast budgets unless FULL=1; a subset
+# with NOTEBOOKS="01 03". The script installs what it lacks: selenium from the package
+# index, Debian's chromium and chromium-driver with apt-get.
+FULL ?=
+NOTEBOOKS ?=
+notebooks-check: $(VENV)/.installed-notebooks
+	$(BIN)/python scripts/notebooks_check.py $(if $(FULL),--full) $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,7 +26,10 @@ from bbrl_ppo.algorithms.rollout import minibatch_indices
 from bbrl_ppo.cli.training import load_config
 from bbrl_ppo.config.resolution import register_resolvers
 from bbrl_ppo.config.schema import ConfigError, PPOConfig, validate_config
+from bbrl_ppo.distributed.context import DistributedContext, join_process_group
+from bbrl_ppo.distributed.gradients import GradientAverager
 from bbrl_ppo.errors import EnvStepError, NumericalError, UnsupportedSpaceError, UserError
+from bbrl_ppo.experiments.seeds import resume_experiment, run_seeds
 from bbrl_ppo.optim.setup import setup_optimizer
 from bbrl_ppo.persistence.agent_checkpoint import load_agent, read_checkpoint, save_agent
 from bbrl_ppo.persistence.registry import register_class
@@ -35,17 +38,39 @@ from bbrl_ppo.reporting.notebook import setup_tensorboard
 
 register_resolvers()
 
+#: Names whose modules import matplotlib/scipy (~1.5 s): loaded on first use, so that
+#: ``import bbrl_ppo`` and ``bbrl-ppo --help`` stay fast.
+_LAZY = {
+    "plot_runs": "bbrl_ppo.experiments.plotting",
+    "report_runs": "bbrl_ppo.experiments.report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bbrl_ppo' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "plot_runs",
+    "report_runs",
+    "run_seeds",
+    "resume_experiment",
     "Agent",
     "Agents",
     "ConfigError",
     "EnvStepError",
     "NumericalError",
     "DiscretePolicy",
+    "DistributedContext",
     "EpisodicAlgo",
     "GaussianPolicy",
+    "GradientAverager",
     "KWAgentWrapper",
     "Logger",
     "MultiBinaryPolicy",
@@ -68,6 +93,7 @@ __all__ = [
     "generalized_advantages",
     "iter_episodes",
     "iter_partial_episodes",
+    "join_process_group",
     "load_agent",
     "load_config",
     "make_env",

@@ -2,11 +2,11 @@
 
 Two families. A `UserError` is a mistake the user can fix (a config value, an
 unsupported space, a foreign checkpoint, a missing file): its message is the
-whole story, and the CLI prints it as one line. `NumericalError` and
-`EnvStepError` stop a training run that was set up right: a NaN deep in an
-update or an exception raised by env 13 of 16 inside a subprocess, otherwise
-reported as a bare traceback far from their cause. Anything else is a bug, and
-keeps its traceback.
+whole story, and the CLI prints it as one line. `NumericalError`, `EnvStepError`
+and `CollectiveError` stop a training run that was set up right: a NaN deep in an
+update, an exception raised by env 13 of 16 inside a subprocess or a process of a
+distributed run that died, otherwise reported as a bare traceback far from their
+cause. Anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class NumericalError(RuntimeError):
 
 class EnvStepError(RuntimeError):
     """An environment raised while being reset or stepped."""
+
+
+class CollectiveError(RuntimeError):
+    """A process of a distributed run lost the others: one died, or stopped answering."""
 
 
 def check_finite_value(name: str, value: float, where: str) -> None:

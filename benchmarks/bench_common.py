@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -46,3 +47,36 @@ def print_rates_table(
             ratio = statistics.median(o / v for o, v in zip(rates[ours], values, strict=True))
             median = statistics.median(values)
             print(f"{n_envs:>6} | {name:<{width}} | {median:>9,.0f} | {ratio:>9.2f}")
+
+
+class StageTimer:
+    """Mixin for an algorithm class: adds up the wall seconds of each stage of `run`.
+
+    Put it before the algorithm (``class Timed(StageTimer, PPOClip)``); the seconds are in
+    ``self.seconds``, by stage name (`prepare_rollout`, `update`, `after_update`,
+    `evaluate`). Collection is what remains of the run's time.
+    """
+
+    STAGES = ("prepare_rollout", "update", "after_update", "evaluate")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+
+    def _timed(self, stage, *args):
+        start = time.perf_counter()
+        result = getattr(super(), stage)(*args)
+        self.seconds[stage] += time.perf_counter() - start
+        return result
+
+    def prepare_rollout(self, workspace):
+        return self._timed("prepare_rollout", workspace)
+
+    def update(self, rollout):
+        return self._timed("update", rollout)
+
+    def after_update(self, workspace, rollout, metrics):
+        return self._timed("after_update", workspace, rollout, metrics)
+
+    def evaluate(self, force=False):
+        return self._timed("evaluate", force)

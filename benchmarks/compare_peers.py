@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/compare_peers.py [--case cartpole] [--seeds 1 2 3] [--max-steps N] \\
-        [--eval-interval 2048] [--nb-evals 10] [--cores 1] [--out outputs/compare_peers]
+        [--eval-interval N] [--nb-evals 10] [--cores 1] [--out outputs/compare_peers]
     python benchmarks/compare_peers.py --case cartpole --report     # the table again
     make bench-peers CASE=pendulum    # installs the `bench` extra (stable-baselines3) first
 
@@ -13,6 +13,12 @@ Cases (``--case``; ``--seeds`` and ``--max-steps`` override a case's seeds and b
                        (100,000 steps); seeds 1 2 3; compare "train s to target" (500)
     pendulum           configs/pendulum.yaml (200,000 steps); seed 1; target -200
     lunarlander        configs/lunarlander.yaml (1M steps); seed 1; target 200 (15+ min a side)
+    halfcheetah        configs/halfcheetah.yaml (1M steps, the PPO paper's MuJoCo settings);
+                       seeds 1 2; target 1442 (CleanRL's 1M-step figure); evaluations on
+                       the config's grid (every 20,480 steps); about an hour a side here
+                       (needs the `mujoco` extra)
+
+``--eval-interval`` defaults to the case's: 2,048 env steps unless said above.
 
 Every training run is a subprocess of this script (``--child ours|sb3 --spec FILE``) that
 writes a JSON result: each is pinned with ``taskset`` to one core (the last one by default;
@@ -66,6 +72,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SIDES = ("ours", "sb3")
 SIDE_NAMES = {"ours": "bbrl_ppo", "sb3": "SB3"}
+#: The columns of our evals.csv (bbrl_ppo.persistence.run_files.EVALS_CSV_COLUMNS, checked
+#: by the tests), written here since the SB3 side never imports bbrl_ppo.
+RUN_DIR_EVALS_COLUMNS = (
+    "nb_steps",
+    "wall_s",
+    "reward_mean",
+    "reward_std",
+    "reward_min",
+    "reward_max",
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,9 @@ class Case:
     sb3: str = "mirror"
     #: SB3's total_timesteps (None: the same as ours).
     sb3_max_steps: int | None = None
+    #: Env steps between evaluations on both sides (None: the config's); ``--eval-interval``
+    #: overrides it.
+    eval_interval: int | None = 2048
 
 
 CASES = {
@@ -88,6 +107,9 @@ CASES = {
     ),
     "pendulum": Case("configs/pendulum.yaml", -200.0, (1,)),
     "lunarlander": Case("configs/lunarlander.yaml", 200.0, (1,)),
+    # Episodes of 1000 steps: 10 of them every 2,048 steps would cost more env steps than
+    # training; the config's own grid keeps evaluation near 10% of the run.
+    "halfcheetah": Case("configs/halfcheetah.yaml", 1442.0, (1, 2), eval_interval=None),
 }
 
 #: rl-baselines3-zoo's tuned PPO for CartPole-v1 (hyperparams/ppo.yml, with n_timesteps
@@ -208,6 +230,15 @@ def is_continuous(env_name: str, env_args: dict[str, Any]) -> bool:
         return isinstance(env.action_space, gym.spaces.Box)
     finally:
         env.close()
+
+
+def case_eval_interval(case: Case) -> int:
+    """Env steps between a case's evaluations: its own, else its config's."""
+    if case.eval_interval is not None:
+        return case.eval_interval
+    from bbrl_ppo.cli.training import load_config
+
+    return int(load_config(ROOT / case.config).algorithm.eval_interval)
 
 
 def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
@@ -498,6 +529,42 @@ def run_child(side: str, spec_path: Path) -> None:
         )
         writer.writeheader()
         writer.writerows(result["evals"])
+    if side == "sb3":
+        write_peer_run_dir(spec_path.with_name(f"sb3-S{spec['seed']}"), spec, result, versions)
+
+
+def write_peer_run_dir(
+    run_dir: Path, spec: dict[str, Any], result: dict[str, Any], versions: dict[str, str]
+) -> None:
+    """SB3's run as a run directory like ours, so that ``bbrl-ppo plot`` / ``report`` read it.
+
+    ``evals.csv`` has our columns (``wall_s``: wall seconds since training started,
+    evaluations included, as ours); ``config.yaml`` names the peer under ``peer:``.
+    """
+    from omegaconf import OmegaConf
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    config = {
+        "peer": {"name": "Stable-Baselines3", "version": versions["stable_baselines3"]},
+        "gym_env": {"env_name": spec["env_id"], "env_args": spec["env_kwargs"]},
+        "algorithm": {
+            "variant": "ppo_clip",
+            "seed": spec["seed"],
+            "max_steps": spec["total_timesteps"],
+            "eval_interval": spec["eval_interval"],
+            "nb_evals": spec["nb_evals"],
+        },
+        "sb3": {key: spec[key] for key in ("n_envs", "normalize", "ppo", "policy_kwargs")},
+    }
+    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
+    with (run_dir / "evals.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(RUN_DIR_EVALS_COLUMNS)
+        for row in result["evals"]:
+            writer.writerow(
+                [row["steps"], row["wall_s"], row["mean"], row["std"], row["min"], row["max"]]
+            )
 
 
 # -- the parent: orchestration and the table -----------------------------------------------
@@ -649,7 +716,9 @@ def main() -> None:
     parser.add_argument("--case", choices=sorted(CASES), default="cartpole")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the case's")
     parser.add_argument("--max-steps", type=int, help="budget of both sides (default: the case's)")
-    parser.add_argument("--eval-interval", type=int, default=2048, help="env steps")
+    parser.add_argument(
+        "--eval-interval", type=int, help="env steps (default: the case's, 2048 for most)"
+    )
     parser.add_argument("--nb-evals", type=int, default=10, help="episodes per evaluation")
     parser.add_argument(
         "--sb3-eval-envs",
@@ -662,6 +731,14 @@ def main() -> None:
         type=int,
         nargs="+",
         help="cores to pin runs to, one run each (default: the last)",
+    )
+    parser.add_argument(
+        "--sides",
+        choices=SIDES,
+        nargs="+",
+        default=list(SIDES),
+        help="which sides to train (default both; e.g. only sb3 beside a `bbrl-ppo train "
+        "--seeds` experiment)",
     )
     parser.add_argument("--out", default="outputs/compare_peers")
     parser.add_argument(
@@ -676,11 +753,13 @@ def main() -> None:
         return
 
     args.seeds = args.seeds or list(CASES[args.case].seeds)
+    args.eval_interval = args.eval_interval or case_eval_interval(CASES[args.case])
     out = Path(args.out) / args.case
     if not args.report:
         out.mkdir(parents=True, exist_ok=True)
         specs = make_specs(args.case, args, out)
         print_settings(specs[0], specs[1])
+        specs = [spec for spec in specs if spec["side"] in args.sides]
         cores = args.cores or [max(os.sched_getaffinity(0))]
         free_cores: Queue = Queue()
         for core in cores:

@@ -30,37 +30,19 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import pin_to_last_core  # benchmarks/ is on sys.path
+from bench_common import StageTimer, pin_to_last_core  # benchmarks/ is on sys.path
 
 from bbrl_ppo.algorithms.ppo import PPOClip
 from bbrl_ppo.cli.training import load_config
 from bbrl_ppo.optim.setup import gradient_clipper, setup_optimizer
 
 CARTPOLE = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
+#: The stages of the table (no evaluation in these runs).
 PHASES = ("prepare_rollout", "update", "after_update")
 
 
-class PhaseTimedPPO(PPOClip):
+class PhaseTimedPPO(StageTimer, PPOClip):
     """PPOClip adding up the wall time of each stage of `run`."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.seconds = dict.fromkeys(PHASES, 0.0)
-
-    def _timed(self, phase, *args):
-        start = time.perf_counter()
-        result = getattr(super(), phase)(*args)
-        self.seconds[phase] += time.perf_counter() - start
-        return result
-
-    def prepare_rollout(self, workspace):
-        return self._timed("prepare_rollout", workspace)
-
-    def update(self, rollout):
-        return self._timed("update", rollout)
-
-    def after_update(self, workspace, rollout, metrics):
-        return self._timed("after_update", workspace, rollout, metrics)
 
 
 def cartpole_config(steps: int, extra: list[str] = (), path: Path = CARTPOLE):

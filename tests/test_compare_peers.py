@@ -1,5 +1,6 @@
 """benchmarks/compare_peers.py: the SB3 mirror of our configs, the summary, one tiny run."""
 
+import csv
 import importlib.util
 import json
 import subprocess
@@ -7,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from bbrl_ppo.cli.training import load_config
+from bbrl_ppo.persistence.run_files import EVALS_CSV_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "compare_peers.py"
@@ -73,6 +76,41 @@ def test_pendulum_mirror_normalizes_and_sets_the_initial_log_std():
     assert mirror["policy_kwargs"]["log_std_init"] == 0.0
 
 
+def test_halfcheetah_mirror_is_the_papers_mujoco_set_up_on_the_configs_evaluation_grid():
+    pytest.importorskip("mujoco", reason="the mirror makes the env: needs the mujoco extra")
+    cfg = load_config(ROOT / "configs" / "halfcheetah.yaml")
+    mirror = compare_peers.sb3_mirror(cfg)
+    assert mirror["n_envs"] == 1
+    assert mirror["normalize"] == {
+        "norm_obs": True,
+        "norm_reward": True,
+        "clip_obs": 10.0,
+        "clip_reward": float("inf"),
+        "gamma": 0.99,
+    }
+    assert mirror["ppo"] == {
+        "n_steps": 2048,
+        "batch_size": 64,
+        "n_epochs": 10,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "learning_rate": {"linear": 0.0003},
+        "clip_range": 0.2,
+        "clip_range_vf": None,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "target_kl": None,
+        "normalize_advantage": True,
+    }
+    assert mirror["policy_kwargs"]["log_std_init"] == 0.0
+    assert mirror["policy_kwargs"]["net_arch"] == {"pi": [64, 64], "vf": [64, 64]}
+    case = compare_peers.CASES["halfcheetah"]
+    assert (case.target, case.seeds, case.max_steps) == (1442.0, (1, 2), None)
+    assert compare_peers.case_eval_interval(case) == cfg.algorithm.eval_interval
+    assert compare_peers.case_eval_interval(compare_peers.CASES["pendulum"]) == 2048
+
+
 def test_kl_penalty_variant_has_no_sb3_counterpart():
     cfg = load_config(ROOT / "configs" / "cartpole_kl.yaml")
     with pytest.raises(ValueError, match="ppo_kl"):
@@ -119,3 +157,15 @@ def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
         [*command, "--report"], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert completed.stdout.splitlines()[-3:] == report.stdout.splitlines()[-3:]
+
+    # SB3's run is also a run directory like ours, for `bbrl-ppo plot` / `report`.
+    sb3 = json.loads((tmp_path / "cartpole" / "sb3-S1.json").read_text())
+    run_dir = tmp_path / "cartpole" / "sb3-S1"
+    config = OmegaConf.load(run_dir / "config.yaml")
+    assert config.peer.name == "Stable-Baselines3"
+    assert (config.gym_env.env_name, config.algorithm.seed) == ("CartPole-v1", 1)
+    with (run_dir / "evals.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert tuple(rows[0]) == EVALS_CSV_COLUMNS
+    assert [int(row["nb_steps"]) for row in rows] == [row["steps"] for row in sb3["evals"]]
+    assert [float(row["reward_mean"]) for row in rows] == [row["mean"] for row in sb3["evals"]]

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -110,3 +111,22 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     for video in videos:
         with imageio.get_reader(video) as reader:
             assert reader.count_frames() >= 10, video
+
+
+@pytest.mark.slow
+def test_notebooks_in_jupyterlab_as_a_student_sees_them():
+    """scripts/notebooks_check.py, fast mode: Run All in headless Chromium, then look.
+
+    It installs what it lacks (selenium; Debian's chromium and chromium-driver) and
+    leaves screenshots in outputs/notebooks-check/fast/ (DEVELOPERS.md, 'Notebooks').
+    """
+    environment = {key: value for key, value in os.environ.items() if key != "BBRL_PPO_FAST"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "notebooks_check.py")],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

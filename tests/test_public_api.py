@@ -54,3 +54,18 @@ def test_logger_writes_scalars_and_converts_tensors(tmp_path):
 def test_setup_tensorboard_prints_the_command_outside_notebooks(capsys, tmp_path):
     setup_tensorboard(tmp_path)
     assert f"tensorboard --logdir {tmp_path}" in capsys.readouterr().out
+
+
+def test_experiment_functions_are_exported_and_matplotlib_loads_only_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bbrl_ppo; assert 'matplotlib' not in sys.modules; "
+        "from bbrl_ppo.experiments.plotting import plot_runs; "
+        "from bbrl_ppo.experiments.report import report_runs; "
+        "assert bbrl_ppo.plot_runs is plot_runs and bbrl_ppo.report_runs is report_runs; "
+        "assert callable(bbrl_ppo.run_seeds) and callable(bbrl_ppo.resume_experiment)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert set(bbrl_ppo.__all__) >= {"plot_runs", "report_runs", "run_seeds", "resume_experiment"}

@@ -330,3 +330,13 @@ def test_a_resume_with_other_env_wrappers_is_refused():
     run = trained_run()
     with pytest.raises(CheckpointMismatchError, match="env wrappers"):
         PPOClip.resume(run, env_wrappers=[gym.wrappers.RecordEpisodeStatistics])
+
+
+def test_the_tune_search_space_is_not_part_of_what_resume_compares():
+    """A checkpoint from before `tune:` existed, or with another search space, resumes."""
+    base = {"base_dir": "run", "algorithm": {"seed": 1}}
+    with_space = {**base, "tune": {"parameters": {"optimizer.lr": {"low": 1e-4}}}}
+    assert training_checkpoint.comparable_config(with_space) == (
+        training_checkpoint.comparable_config(base)
+    )
+    assert "tune" not in training_checkpoint.comparable_config(with_space)

@@ -37,6 +37,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from bbrl.agents import Agent
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
@@ -169,6 +170,9 @@ class VectorGymAgent(Agent):
             seed. Later resets follow each env's own RNG, so the same seed gives the
             same workspace run after run.
         render_mode: forwarded to `gymnasium.make` (``"rgb_array"`` for videos).
+        device: where the variables are written, the policy's device. The envs step
+            on the CPU: each step's variables are moved there once, and the actions
+            read back from it.
         input_string: the action variable read at t-1.
         output_string: the prefix of the variables written.
     """
@@ -184,6 +188,7 @@ class VectorGymAgent(Agent):
         vectorization: str = "sync",
         seed: int | Sequence[int] | None = None,
         render_mode: str | None = None,
+        device: torch.device | str = "cpu",
         input_string: str = "action",
         output_string: str = "env/",
         name: str = "env",
@@ -201,6 +206,9 @@ class VectorGymAgent(Agent):
         self.input = input_string
         self.output = output_string
         self._seeds = _expand_seeds(seed, num_envs)
+        device = torch.device(device)
+        #: None on the CPU, where the tracker's tensors are written as they are.
+        self._device = None if device.type == "cpu" else device
 
         # Fails early, with our message, on an unknown id, a bad argument or a bad space:
         # before any env is stepped.
@@ -298,6 +306,8 @@ class VectorGymAgent(Agent):
             if self._check_observations:
                 self._require_finite(observations, actions)
             frame = self._tracker.step(observations, rewards, terminated, truncated)
+        if self._device is not None:
+            frame = [value.to(self._device) for value in frame]
         self._writer.write(self.workspace, t, frame)
 
     def _require_finite(self, observations: np.ndarray, actions: np.ndarray | None) -> None:

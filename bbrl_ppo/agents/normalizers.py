@@ -8,16 +8,36 @@ and `copy_parameters` copies them to the old policy.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
+
+
+class Moments(NamedTuple):
+    """A batch's size, mean and (population) variance per feature, in float64."""
+
+    count: int
+    mean: torch.Tensor
+    var: torch.Tensor
+
+
+def batch_moments(batch: torch.Tensor) -> Moments:
+    """The `Moments` of a batch of shape (N, *shape), over its first dimension."""
+    batch = batch.detach().to(torch.float64)
+    if batch.shape[0] == 0:  # nothing to merge (and no mean to take)
+        zeros = batch.new_zeros(batch.shape[1:])
+        return Moments(0, zeros, zeros)
+    return Moments(batch.shape[0], batch.mean(0), batch.var(0, unbiased=False))
 
 
 class RunningMeanStd(nn.Module):
     """Mean and variance of everything seen so far, merged batch by batch.
 
     Uses the parallel-variance formula (Chan et al. 1979), exact for any batch
-    split, in float64 so that millions of updates do not drift.
+    split, in float64 so that millions of updates do not drift. The same formula
+    merges `Moments` computed elsewhere: those of each process of a distributed run.
     """
 
     def __init__(self, shape: tuple[int, ...] | int = ()):
@@ -27,15 +47,17 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
 
-    @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
         """Merge a batch of shape (N, *shape)."""
-        batch = batch.detach().to(torch.float64).reshape(-1, *self.mean.shape)
-        if batch.shape[0] == 0:
+        self.merge(batch_moments(batch.reshape(-1, *self.mean.shape)))
+
+    @torch.no_grad()
+    def merge(self, moments: Moments) -> None:
+        """Merge the moments of a batch (`batch_moments`) as `update` merges the batch."""
+        batch_count = moments.count
+        if batch_count == 0:
             return
-        batch_mean = batch.mean(0)
-        batch_var = batch.var(0, unbiased=False)
-        batch_count = batch.shape[0]
+        batch_mean, batch_var = moments.mean, moments.var
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean += delta * batch_count / total
@@ -59,6 +81,10 @@ class ObservationNormalizer(nn.Module):
 
     def update(self, observations: torch.Tensor) -> None:
         self.stats.update(observations)
+
+    def merge_moments(self, moments: Moments) -> None:
+        """Merge the moments of a batch of observations (of one rank of a distributed run)."""
+        self.stats.merge(moments)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         scale = (self.stats.var + self.eps).rsqrt()

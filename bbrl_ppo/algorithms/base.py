@@ -13,6 +13,10 @@ for them run unchanged, and fix what those got wrong:
   steps per rollout and an interval of 2,048, it evaluated every 2,300 steps;
 - the best policy is also written as a weights-only ``best_agent.pt``;
 - train and evaluation envs get different seeds.
+
+In a run on several processes (`bbrl_ppo.distributed`), rank 0 alone evaluates,
+logs and writes the run directory; the other ranks learn the evaluation's results
+from it, so that every rank takes the same decisions.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ from bbrl_ppo.agents.env import EVAL_SEED_OFFSET, EnvWrapper, VectorGymAgent
 from bbrl_ppo.algorithms.evaluation import play_episodes
 from bbrl_ppo.config.resolution import prepare_config, run_directory
 from bbrl_ppo.config.schema import RunConfig, typed_config, validate_config
+from bbrl_ppo.distributed.collectives import broadcast_numbers, broadcast_object
+from bbrl_ppo.distributed.context import join_process_group
 from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor
 from bbrl_ppo.persistence.agent_checkpoint import save_agent
 from bbrl_ppo.persistence.run_files import EVALS_FILE, EvalsCsv, write_config
 from bbrl_ppo.persistence.training_checkpoint import CheckpointMismatchError
-from bbrl_ppo.reporting.logger import Logger
+from bbrl_ppo.reporting.logger import Logger, SilentLogger
 from bbrl_ppo.reporting.notebook import show_video
 from bbrl_ppo.reporting.video import record_video
 
@@ -97,7 +103,15 @@ class RLBase:
         self.config = typed_config(self.cfg, self.config_schema, strict=self.strict_config)
         self.env_wrappers = tuple(env_wrappers)
         torch.manual_seed(self.config.algorithm.seed)
-        self.base_dir = run_directory(self.config.base_dir)
+        #: This process's rank among those of the run, and its device (a single
+        #: process: rank 0 of 1); joins torchrun's process group when there is one.
+        self.distributed = join_process_group(self.config.algorithm.device)
+        #: Where the agents and the update live (``algorithm.device``).
+        self.device = self.distributed.device
+        # Every rank names rank 0's directory (``${current_time:}`` differs between them).
+        self.base_dir = broadcast_object(
+            self.distributed, run_directory(self.config.base_dir), "the run directory"
+        )
 
         self.train_policy = None
         self.eval_policy = None
@@ -123,7 +137,14 @@ class RLBase:
             self.open_run_directory()
 
     def open_run_directory(self) -> None:
-        """Write config.yaml and evals.csv (with the history so far), open the logger."""
+        """Write config.yaml and evals.csv (with the history so far), open the logger.
+
+        Rank 0 only: the other ranks of a distributed run write nothing there, and log
+        nothing (what rank 0 logs is already global).
+        """
+        if not self.distributed.is_main:
+            self.logger = SilentLogger()
+            return
         self.base_dir.mkdir(parents=True, exist_ok=True)
         write_config(self.base_dir, self.cfg)
         self._evals_csv.rewrite(self.eval_history)
@@ -154,6 +175,7 @@ class RLBase:
             vectorization=vectorization or gym_env.vectorization,
             seed=seed,
             render_mode=render_mode,
+            device=self.device,
         )
 
     @property
@@ -178,13 +200,31 @@ class RLBase:
 
         Runs ``nb_evals`` full episodes side by side, without gradients, and
         registers their returns. Returns True when the policy is the best so far.
+        In a distributed run every rank calls it; rank 0 plays the episodes.
         """
         interval = self.config.algorithm.eval_interval
         due = self.nb_steps // interval > self.last_eval_step // interval
         if not (force or due):
             return False
         self.last_eval_step = self.nb_steps
-        return self.register_evaluation(play_episodes(self.eval_agent))
+        improved = False
+        if self.distributed.is_main:
+            improved = self.register_evaluation(play_episodes(self.eval_agent))
+        return self._share_evaluation(improved)
+
+    def _share_evaluation(self, improved: bool) -> bool:
+        """Rank 0's evaluation results on every rank.
+
+        Decisions taken on them (stop at ``stop_at_reward``, a notebook's own) must be
+        the same on every rank, or the ranks would part ways and wait for each other.
+        """
+        last, best, improved_flag = broadcast_numbers(
+            self.distributed,
+            [self.last_eval_reward, self.best_reward, float(improved)],
+            "the evaluation results",
+        )
+        self.last_eval_reward, self.best_reward = last, best
+        return bool(improved_flag)
 
     def register_evaluation(self, rewards: torch.Tensor, policy: Agent | None = None) -> bool:
         """Log one evaluation's episode returns and keep `policy` if it is the best.
@@ -192,7 +232,7 @@ class RLBase:
         `policy` defaults to the evaluation policy. Returns True when it is the
         best so far.
         """
-        rewards = torch.as_tensor(rewards, dtype=torch.float32).detach().flatten()
+        rewards = torch.as_tensor(rewards, dtype=torch.float32).detach().flatten().cpu()
         # A NaN mean would compare as "not worse" and could be kept as the best.
         check_finite_tensor("evaluation return", rewards, f"after {self.nb_steps} env steps")
         self.logger.log_reward_losses(rewards, self.nb_steps)
@@ -206,7 +246,7 @@ class RLBase:
             return False
         self.best_reward = mean
         self.best_policy = copy.deepcopy(policy if policy is not None else self.current_eval_policy)
-        if self.config.save_best:
+        if self.config.save_best and self.distributed.is_main:
             self.save_best()
         return True
 
@@ -221,7 +261,8 @@ class RLBase:
             f"{float(rewards.max()):.6g}",
         ]
         self.eval_history.append(row)
-        self._evals_csv.append(row)
+        if self.distributed.is_main:
+            self._evals_csv.append(row)
 
     def save_best(self) -> Path:
         """Write the best policy as a weights-only checkpoint ``best_agent.pt``."""

@@ -10,10 +10,17 @@ bbrl_utils' behaviour, which notebooks rely on:
   rollouts (``algorithm.max_rollouts``, bbrl_utils' ``max_epochs``);
 - SIGINT/SIGTERM stop training at the next rollout boundary with a checkpoint,
   and `resume` continues exactly there.
+
+On several processes (`bbrl_ppo.distributed`) each rank steps its share of the
+``n_envs`` envs, the very envs (same seeds) a single process would step in its
+place; ``nb_steps`` counts every rank's transitions, so the budget, the evaluation
+grid and the schedules follow the run, not the rank. A signal on any rank stops
+every rank at the same rollout boundary, with one checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -33,8 +40,10 @@ from bbrl_ppo.algorithms.advantages import transition_mask
 from bbrl_ppo.algorithms.base import RLBase, describe_wrapper, run_files_deferred
 from bbrl_ppo.algorithms.budget import Budget
 from bbrl_ppo.algorithms.stop_signals import StopRequest
+from bbrl_ppo.distributed.collectives import any_rank, broadcast_modules, total_over_ranks
+from bbrl_ppo.distributed.context import rank_seed
 from bbrl_ppo.errors import InvalidInputError, MissingFileError
-from bbrl_ppo.persistence.run_files import CONFIG_FILE
+from bbrl_ppo.persistence.run_files import CONFIG_FILE, PROGRESS_FILE, ProgressFile
 from bbrl_ppo.persistence.training_checkpoint import (
     CheckpointMismatchError,
     checkpoint_file,
@@ -45,6 +54,12 @@ from bbrl_ppo.persistence.training_checkpoint import (
     save_training_checkpoint,
     workspace_ending_with,
 )
+from bbrl_ppo.reporting.notebook import in_notebook
+
+#: Seconds between flushes of the logs during training. Tensorboard reads only what is
+#: on disk, and its writer flushes by itself every two minutes: a tensorboard panel
+#: could not show the run being trained.
+LOG_FLUSH_INTERVAL_S = 5.0
 
 
 def count_transitions(done: torch.Tensor) -> int:
@@ -72,8 +87,12 @@ class EpisodicAlgo(RLBase):
         algorithm = self.config.algorithm
         self.budget = Budget(algorithm.max_steps, algorithm.max_rollouts)
         self.autoreset = autoreset
+        #: The envs this process steps, and the run-wide index of its first: env i of
+        #: rank r is env ``r * local_n_envs + i`` of the run, seeded as such.
+        self.local_n_envs = self.distributed.local_share(algorithm.n_envs, "algorithm.n_envs")
+        self.first_env_index = self.distributed.rank * self.local_n_envs
         self.train_env = self.make_env_agent(
-            algorithm.n_envs, autoreset=autoreset, seed=algorithm.seed
+            self.local_n_envs, autoreset=autoreset, seed=algorithm.seed + self.first_env_index
         )
         #: Collect rollouts with gradients on (bbrl_utils' behaviour, which some
         #: notebooks rely on); algorithms that recompute what they need set it off.
@@ -92,6 +111,8 @@ class EpisodicAlgo(RLBase):
         self.interrupted = False
         #: Why the training envs started new episodes on resume (None: restored exactly).
         self.new_episodes_reason: str | None = None
+        #: Whether the ranks were made to start alike (`_start_ranks`).
+        self._ranks_started = False
 
     @property
     def epoch(self) -> int:
@@ -118,6 +139,11 @@ class EpisodicAlgo(RLBase):
         self._checkpoint_rollout = self.nb_rollouts
         return path
 
+    #: The keys of `training_state` that differ between the ranks of a distributed run
+    #: (each steps its own envs); a checkpoint holds them for every rank. A subclass
+    #: with state of its own that differs between ranks adds its keys.
+    per_rank_state: tuple[str, ...] = ("train_env", "last_step")
+
     def training_state(self) -> dict[str, Any]:
         return {
             **super().training_state(),
@@ -138,14 +164,16 @@ class EpisodicAlgo(RLBase):
         super().load_training_state(state)
         self.nb_rollouts = int(state["nb_rollouts"])
         self.load_extra_training_state(state["extra"])
+        self._ranks_started = True  # the checkpoint holds every rank's parameters and RNGs
         exact = self.train_env.set_state(state["train_env"])
         if exact and state["last_step"] is not None:
-            self.rollout_workspace = workspace_ending_with(state["last_step"])
+            self.rollout_workspace = workspace_ending_with(state["last_step"], self.device)
             self.new_episodes_reason = None
         else:
             # The envs' state could not be saved: start new episodes, seeded from the step count.
             self.rollout_workspace = None
-            self.train_env.seed(int(self.config.algorithm.seed) + self.nb_steps)
+            seed = int(self.config.algorithm.seed) + self.nb_steps + self.first_env_index
+            self.train_env.seed(seed)
             self.new_episodes_reason = state["train_env"]["envs"].get("reason", "unknown")
 
     def extra_training_state(self) -> dict[str, Any]:
@@ -283,41 +311,115 @@ class EpisodicAlgo(RLBase):
     ) -> Iterator[Workspace]:
         """The loop both iterators share: budget, step counting, progress, checkpoints."""
         bar = self._progress_bar(steps_per_rollout)
+        progress = ProgressFile(self.base_dir / PROGRESS_FILE, enabled=self.distributed.is_main)
+        self._start_ranks()
         self.start_time = time.perf_counter() - self.elapsed_before_start
         self.interrupted = False
+        completed = False  # the budget was spent, or the caller stopped on its own
+        last_flush = -math.inf
         try:
             with self._stop.listening():
                 while self.budget.left(self.nb_steps, self.nb_rollouts):
                     with torch.set_grad_enabled(self.collect_with_grad):
                         workspace = collect()
-                    new_steps = count_transitions(workspace.get_full("env/done"))
+                    new_steps = total_over_ranks(
+                        self.distributed,
+                        count_transitions(workspace.get_full("env/done")),
+                        "the count of env steps",
+                    )
                     self.nb_steps += new_steps
                     self.rollout_workspace = workspace
-                    yield workspace
+                    try:
+                        yield workspace
+                    except GeneratorExit:
+                        # The caller stopped taking rollouts (stop_at_reward, a break, a
+                        # single next()): it will never resume us, so its last rollout and
+                        # the evaluation it ran after it reach the bar here or never.
+                        self._show_rollout(bar, new_steps)
+                        completed = True
+                        raise
                     # Back here, the caller is done with this rollout: a clean boundary.
-                    bar.update(new_steps)
-                    bar.set_postfix(self.progress_fields(), refresh=False)
+                    self._show_rollout(bar, new_steps)
+                    progress.update(self._progress_status(bar.total, "running"))
+                    if time.monotonic() - last_flush >= LOG_FLUSH_INTERVAL_S:
+                        self.logger.flush()
+                        last_flush = time.monotonic()
                     self.nb_rollouts += 1
-                    if self._stop.requested is not None:
+                    if self._stop_requested_on_any_rank():
                         self._stop_with_checkpoint(bar)
                         return
                     if self._checkpoint_due():
                         self.save_checkpoint()
                 self.save_checkpoint()  # the budget is spent: a longer run can resume here
+                completed = True
         finally:
             self.elapsed_before_start = self.elapsed_seconds()
+            if completed:
+                _end_bar_at_its_count(bar)
+            if self.base_dir.is_dir():
+                state = "stopped" if self.interrupted else "finished"
+                progress.update(self._progress_status(bar.total, state), force=True)
             bar.close()
             self.logger.flush()
+
+    def _start_ranks(self) -> None:
+        """Once per run, before its first rollout: the same parameters on every rank.
+
+        Rank 0's parameters and statistics are copied to every rank, so that the ranks
+        start as one algorithm whatever their constructors drew. The other ranks then
+        reseed torch's generator, which samples their actions: with rank 0's seed they
+        would draw the same noise for their envs as rank 0 for its own. A resumed run
+        has both from its checkpoint.
+        """
+        if self._ranks_started:
+            return
+        self._ranks_started = True
+        modules, _ = self.learnt_members()
+        broadcast_modules(self.distributed, modules.values())
+        if not self.distributed.is_main:
+            torch.manual_seed(rank_seed(self.config.algorithm.seed, self.distributed.rank))
+
+    def _stop_requested_on_any_rank(self) -> bool:
+        """Whether SIGINT/SIGTERM reached any rank: then every rank stops here, together."""
+        here = self._stop.requested is not None
+        if not any_rank(self.distributed, here, "the stop request check"):
+            return False
+        if not here:
+            self._stop.requested = "a signal to another process of the run"
+        return True
+
+    def _show_rollout(self, bar: tqdm, new_steps: int) -> None:
+        bar.update(new_steps)
+        bar.set_postfix(self.progress_fields(), refresh=False)
 
     def _stop_with_checkpoint(self, bar: tqdm) -> None:
         self.interrupted = True
         path = self.save_checkpoint()
-        bar.close()
+        bar.close()  # short of its total: a notebook draws it red, as a stopped run should be
         print(
-            f"Stopped by {self._stop.requested} after {self.nb_steps} env steps; resume with: "
-            f"bbrl-ppo train --resume {self.base_dir} (checkpoint {path})",
+            f"Stopped by {self._stop.requested} after {self.nb_steps} env steps "
+            f"(checkpoint {path}); {self.resume_hint()}",
             file=sys.stderr,
         )
+
+    def resume_hint(self) -> str:
+        """How to continue this run, said in the words of where it runs.
+
+        In a notebook the run was started by calling ``run()`` on an object (maybe of a
+        class defined in the notebook, which the command line cannot rebuild), so the
+        hint is the matching Python call; elsewhere it is the ``bbrl-ppo`` command.
+        """
+        if in_notebook():
+            return (
+                f"continue with: algo = {type(self).__name__}.resume({str(self.base_dir)!r}); "
+                "algo.run()"
+            )
+        if self.distributed.is_distributed:  # the same number of processes, or it is refused
+            return (
+                f"resume on {self.distributed.world_size} processes with: torchrun ... -m "
+                f"bbrl_ppo train --resume {self.base_dir}"
+            )
+        return f"resume with: bbrl-ppo train --resume {self.base_dir}"
 
     def _checkpoint_due(self) -> bool:
         interval = self.checkpoint_interval
@@ -332,12 +434,54 @@ class EpisodicAlgo(RLBase):
             unit_scale=True,
             dynamic_ncols=True,
             mininterval=1.0,
-            disable=not self.config.progress_bar,
+            disable=not (self.config.progress_bar and self.distributed.is_main),
         )
 
+    def _progress_status(self, total_steps: int | None, state: str) -> dict[str, Any]:
+        """What ``progress.json`` says: the progress bar's numbers, for other processes."""
+
+        def finite(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        return {
+            "state": state,
+            "nb_steps": self.nb_steps,
+            "total_steps": total_steps,
+            "nb_rollouts": self.nb_rollouts,
+            "elapsed_s": round(self.elapsed_seconds(), 3),
+            "last_eval": finite(self.last_eval_reward),
+            "best_eval": finite(self.best_reward),
+        }
+
     def progress_fields(self) -> dict[str, str]:
-        """What the progress bar shows besides env steps and steps/s."""
-        return {"last_eval": f"{self.last_eval_reward:.1f}", "best_eval": f"{self.best_reward:.1f}"}
+        """What the progress bar shows besides env steps and steps/s.
+
+        Evaluations show once there is one: before it, ``nan`` and ``-inf`` would read
+        as a failure.
+        """
+        fields = {}
+        if math.isfinite(self.last_eval_reward):
+            fields["last_eval"] = f"{self.last_eval_reward:.1f}"
+        if math.isfinite(self.best_reward):
+            fields["best_eval"] = f"{self.best_reward:.1f}"
+        return fields
+
+
+def _end_bar_at_its_count(bar: tqdm) -> None:
+    """Make the steps taken by a run that ended on its own the bar's total.
+
+    A run rarely ends exactly on its budget: a stop at ``stop_at_reward`` ends short
+    of it (and a notebook draws a bar closed short of its total in red, as if
+    training had failed); a last rollout overshoots it (and tqdm then drops the
+    total: ``204k/?``). Either way the bar ends full, at the steps really taken.
+    """
+    if bar.disable or bar.total == bar.n:
+        return
+    bar.total = bar.n
+    widget = getattr(bar, "container", None)  # tqdm.notebook's bar keeps its own maximum
+    if widget is not None:
+        widget.children[1].max = max(bar.n, 1)
+    bar.refresh()
 
 
 def iter_partial_episodes(

@@ -22,6 +22,12 @@ Defaults that differ between peers are chosen on purpose:
 - GAE is computed once per rollout, with the critic of the rollout (CleanRL/SB3);
 - policy and critic have their own optimizers (the notebooks' layout), and the
   gradient norm of each is clipped to ``max_grad_norm``.
+
+On several processes (`bbrl_ppo.distributed`) it is the same algorithm: each rank
+collects with its share of the envs and takes its share of each minibatch;
+advantages are normalized with the whole minibatch's statistics, gradients and
+diagnostics averaged over the ranks before the ``target_kl`` test and the step, and
+the observation and reward statistics follow every rank's envs.
 """
 
 from __future__ import annotations
@@ -45,15 +51,27 @@ from bbrl_ppo.algorithms.losses import (
     SurrogateTerms,
     adapt_kl_coef,
     clipped_surrogate,
-    explained_variance,
     kl_penalized_surrogate,
-    normalize_advantages,
     value_loss,
     weighted_objective,
 )
 from bbrl_ppo.algorithms.ppo_agents import make_critic, make_eval_policy, make_policy
-from bbrl_ppo.algorithms.rollout import Rollout, minibatch_indices
+from bbrl_ppo.algorithms.rollout import Rollout, minibatch_count, minibatch_indices
 from bbrl_ppo.config.schema import PPOConfig
+from bbrl_ppo.distributed.collectives import (
+    all_envs,
+    all_envs_workspace,
+    min_over_ranks,
+    own_envs,
+)
+from bbrl_ppo.distributed.context import rank_seed
+from bbrl_ppo.distributed.gradients import GradientAverager
+from bbrl_ppo.distributed.statistics import (
+    explained_variance_over_ranks,
+    mean_over_ranks,
+    moments_of_every_rank,
+    normalize_advantages_over_ranks,
+)
 from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor, check_finite_value
 from bbrl_ppo.optim.setup import gradient_clipper, setup_optimizer
 
@@ -72,14 +90,20 @@ class PPOClip(EpisodicAlgo):
     config_schema: type = PPOConfig
     strict_config = True
     config: PPOConfig
+    #: Besides its envs, each rank of a distributed run draws its own minibatches.
+    per_rank_state = (*EpisodicAlgo.per_rank_state, "minibatch_generator")
 
     def __init__(self, cfg: Any, env_wrappers=()):
         super().__init__(cfg, autoreset=True, env_wrappers=env_wrappers)
         self.collect_with_grad = False
         algorithm = self.config.algorithm
-        self.train_policy = make_policy(algorithm, self.train_env)
+        #: This rank's part of each minibatch (all of it on a single process).
+        self.local_batch_size = self.distributed.local_share(
+            algorithm.batch_size, "algorithm.batch_size"
+        )
+        self.train_policy = make_policy(algorithm, self.train_env).to(self.device)
         self.eval_policy = make_eval_policy(self.train_policy)
-        self.critic_agent = make_critic(algorithm, self.train_env)
+        self.critic_agent = make_critic(algorithm, self.train_env).to(self.device)
         self.old_policy = copy.deepcopy(self.train_policy).with_prefix("old_policy/")
         self.old_critic_agent = copy.deepcopy(self.critic_agent).with_prefix("old_critic/")
         for frozen in (self.old_policy, self.old_critic_agent):
@@ -96,6 +120,11 @@ class PPOClip(EpisodicAlgo):
             gradient_clipper(self.policy_optimizer, self.train_policy),
             gradient_clipper(self.critic_optimizer, self.critic_agent),
         )
+        self._gradient_averager = GradientAverager(
+            self.distributed,
+            (self.policy_optimizer, self.train_policy),
+            (self.critic_optimizer, self.critic_agent),
+        )
         self.base_learning_rate = self.config.optimizer["lr"]
         self.reward_scaler = (
             RewardScaler(algorithm.n_envs, algorithm.discount_factor)
@@ -107,7 +136,8 @@ class PPOClip(EpisodicAlgo):
         self.steps_before_rollout = 0
         #: Whether ``target_kl`` ended the last update early.
         self.stopped_early = False
-        self._generator = torch.Generator().manual_seed(algorithm.seed)
+        seed = rank_seed(algorithm.seed, self.distributed.rank)
+        self._generator = torch.Generator().manual_seed(seed)
         self._minibatch_position = (0, 0)
         # The first update's learning rate and clip range, so that each stage
         # (`train_minibatch`, `after_update`...) also runs on its own, as in a notebook.
@@ -145,17 +175,20 @@ class PPOClip(EpisodicAlgo):
     def run(self) -> None:
         """Train until the budget is spent or ``stop_at_reward`` is reached."""
         stop_at = self.config.algorithm.stop_at_reward
+        reached = False
         for workspace in self.iter_partial_episodes():
             rollout = self.prepare_rollout(workspace)
             metrics = self.update(rollout)
             self.after_update(workspace, rollout, metrics)
             self.evaluate()
-            if stop_at is not None and self.last_eval_reward >= stop_at:
-                print(
-                    f"Evaluation mean {self.last_eval_reward:.2f} >= stop_at_reward {stop_at} "
-                    f"after {self.nb_steps} env steps: stopping; best agent in {self.base_dir}"
-                )
-                break
+            reached = stop_at is not None and self.last_eval_reward >= stop_at
+            if reached:
+                break  # closes the rollout loop, whose progress bar ends at this evaluation
+        if reached:  # said after the bar's last line, not into it
+            print(
+                f"Evaluation mean {self.last_eval_reward:.2f} >= stop_at_reward {stop_at} "
+                f"after {self.nb_steps} env steps: stopping; best agent in {self.base_dir}"
+            )
         if self._checkpoint_rollout != self.nb_rollouts:
             self.save_checkpoint()
         self.logger.flush()
@@ -173,8 +206,13 @@ class PPOClip(EpisodicAlgo):
         values = self.old_critic_agent.value(observations)
         check_finite_tensor("critic value", values, where)
         if self.reward_scaler is not None:
+            # The scaler follows every env of the run, as one process stepping them all
+            # would (statistics and running returns); each rank keeps its envs' rewards.
             reward = reward.clone()
-            reward[1:] = self.reward_scaler.scale(reward[1:], starts=done[:-1])
+            rewards, starts = all_envs(
+                self.distributed, reward[1:], done[:-1], what="the rewards to scale"
+            )
+            reward[1:] = own_envs(self.distributed, self.reward_scaler.scale(rewards, starts))
         advantages, returns = generalized_advantages(
             reward, values, terminated, done, algorithm.discount_factor, algorithm.gae_lambda
         )
@@ -210,8 +248,9 @@ class PPOClip(EpisodicAlgo):
         totals: dict[str, float] = {}
         count = 0
         self.stopped_early = False
+        minibatches = self._minibatches_per_pass(len(rollout))
         for opt_epoch in range(self.config.algorithm.opt_epochs):
-            for minibatch, batch in enumerate(self._minibatches(rollout)):
+            for minibatch, batch in enumerate(self._minibatches(rollout, minibatches)):
                 self._minibatch_position = (opt_epoch, minibatch)
                 metrics = self.train_minibatch(batch)
                 if metrics is None:
@@ -229,12 +268,22 @@ class PPOClip(EpisodicAlgo):
         means["minibatches"] = float(count)
         return means
 
-    def _minibatches(self, rollout: Rollout) -> Iterator[Rollout]:
-        batch_size = self.config.algorithm.batch_size
+    def _minibatches_per_pass(self, size: int) -> int:
+        """This rank's `minibatch_count`, or the smallest over the ranks.
+
+        Every rank must take as many gradient steps (each is a collective), but their
+        rollouts differ in size (final -> first pairs are dropped): a rank with more
+        transitions than another puts the extra ones in its last minibatch.
+        """
+        own = max(minibatch_count(size, self.local_batch_size), 1)
+        return min_over_ranks(self.distributed, own, "the number of minibatches")
+
+    def _minibatches(self, rollout: Rollout, count: int) -> Iterator[Rollout]:
+        batch_size = self.local_batch_size
         if batch_size >= len(rollout):
             yield rollout  # one minibatch: its order changes nothing, no shuffle
             return
-        for indices in minibatch_indices(len(rollout), batch_size, self._generator):
+        for indices in minibatch_indices(len(rollout), batch_size, self._generator, count):
             yield rollout.select(indices)
 
     def train_minibatch(self, batch: Rollout) -> dict[str, float] | None:
@@ -242,30 +291,39 @@ class PPOClip(EpisodicAlgo):
 
         Losses and gradient norms are checked before each step: a non-finite one
         stops training with a `NumericalError` before it reaches the parameters.
+
+        In a distributed run `batch` is this rank's part of the minibatch: advantages
+        are normalized with the whole minibatch's mean and std, and the gradients and
+        diagnostics of every rank are averaged (`GradientAverager`) before anything is
+        decided on them, so every rank decides alike. Hence the backward pass comes
+        before the ``target_kl`` test: a minibatch that ends the update has its
+        gradient computed, and dropped.
         """
         algorithm = self.config.algorithm
         distribution = self.train_policy.dist(batch.observations)
         log_probs = distribution.log_prob(batch.actions)
         advantages = batch.advantages
         if algorithm.normalize_advantage:
-            advantages = normalize_advantages(advantages)
+            advantages = normalize_advantages_over_ranks(self.distributed, advantages)
         terms = self.policy_loss(batch, distribution, log_probs, advantages)
         entropy = distribution.entropy().mean()
         values = self.critic_agent.value(batch.observations)
         critic_loss = value_loss(values, batch.old_values, batch.returns, algorithm.clip_range_vf)
-        # One synchronization for every diagnostic (and the target_kl test).
-        policy_value, value_value, entropy_value, kl_value, clip_value = torch.stack(
+        diagnostics = torch.stack(
             (terms.loss, critic_loss, entropy, terms.approx_kl, terms.clip_fraction)
-        ).tolist()
+        ).detach()
+
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        self.objective(terms.loss, entropy, critic_loss).backward()
+        diagnostics = self._gradient_averager(diagnostics, len(batch))
+        # One synchronization for every diagnostic (and the target_kl test).
+        policy_value, value_value, entropy_value, kl_value, clip_value = diagnostics.tolist()
         if algorithm.target_kl is not None and kl_value > 1.5 * algorithm.target_kl:
             return None
         self._require_finite(
             policy_loss=policy_value, value_loss=value_value, entropy=entropy_value
         )
-
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        self.objective(terms.loss, entropy, critic_loss).backward()
         max_norm = algorithm.max_grad_norm
         norms = torch.stack([clip(max_norm) for clip in self._gradient_clippers]).tolist()
         self._require_finite(policy_gradient_norm=norms[0], critic_gradient_norm=norms[1])
@@ -337,8 +395,13 @@ class PPOClip(EpisodicAlgo):
         self.update_observation_statistics(workspace)
         copy_parameters(self.train_policy, self.old_policy)
         copy_parameters(self.critic_agent, self.old_critic_agent)
-        self.episodes.record(workspace)
-        metrics["explained_variance"] = explained_variance(rollout.old_values, rollout.returns)
+        episode_ends = ("env/done", "env/cumulated_reward", "env/timestep")
+        self.episodes.record(
+            all_envs_workspace(self.distributed, workspace, episode_ends, "the episode statistics")
+        )
+        metrics["explained_variance"] = explained_variance_over_ranks(
+            self.distributed, rollout.old_values, rollout.returns
+        )
         metrics["learning_rate"] = self.learning_rate
         metrics["clip_range"] = self.clip_range
         metrics["steps_per_second"] = self._steps_per_second()
@@ -348,14 +411,24 @@ class PPOClip(EpisodicAlgo):
         """Merge this rollout's new observations into the normalizers' statistics.
 
         Done after the update, so one rollout is collected and learnt with the same
-        statistics; policy and critic normalizers see the same data.
+        statistics; policy and critic normalizers see the same data: that of every
+        rank, whose moments are merged in rank order (the same statistics everywhere).
         """
+        normalizers = [
+            normalizer
+            for agent in (self.train_policy, self.critic_agent)
+            if hasattr(normalizer := getattr(agent, "obs_normalizer", None), "merge_moments")
+        ]
+        if not normalizers:
+            return
         new_observations = workspace["env/env_obs"][1:]
-        flat = new_observations.reshape(-1, *new_observations.shape[2:])
-        for agent in (self.train_policy, self.critic_agent):
-            normalizer = getattr(agent, "obs_normalizer", None)
-            if hasattr(normalizer, "update"):
-                normalizer.update(flat)
+        features = new_observations.reshape(
+            new_observations.shape[0] * new_observations.shape[1], -1
+        )
+        every_rank = moments_of_every_rank(self.distributed, features)
+        for normalizer in normalizers:
+            for moments in every_rank:
+                normalizer.merge_moments(moments)
 
     def _steps_per_second(self) -> float:
         elapsed = time.perf_counter() - self.start_time
@@ -414,7 +487,8 @@ class PPOPenalty(PPOClip):
         """
         old_distribution = self.old_policy.dist(rollout.observations)
         distribution = self.train_policy.dist(rollout.observations)
-        return kl_divergence(old_distribution, distribution).mean().item()
+        kl = kl_divergence(old_distribution, distribution)
+        return mean_over_ranks(self.distributed, kl, "the policy's KL divergence")
 
     def policy_loss(self, batch: Rollout, distribution, log_probs, advantages) -> SurrogateTerms:
         """The KL-penalized surrogate, with the current ``kl_coef``."""

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from bbrl_ppo.cli.replay import REPLAY_SEED, replay
-from bbrl_ppo.errors import EnvStepError, InvalidInputError, NumericalError, UserError
+from bbrl_ppo.errors import (
+    CollectiveError,
+    EnvStepError,
+    InvalidInputError,
+    NumericalError,
+    UserError,
+)
 
 
 def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int) -> None:
@@ -42,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
         "raise algorithm.max_steps / algorithm.max_epochs)",
     )
     train.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train once per seed, one process each, under one experiment directory "
+        "outputs/<name>/seed-<SEED>/ (with --resume EXPERIMENT_DIR: not needed)",
+    )
+    train.add_argument(
+        "--jobs",
+        type=int,
+        help="with --seeds: seeds trained at a time (default: one per core)",
+    )
+    train.add_argument(
+        "--name",
+        help="with --seeds: the experiment directory under outputs/ (default: "
+        "<config name>-<date-time>)",
+    )
+    train.add_argument(
         "--allow-code-change",
         action="store_true",
         help="with --resume: accept a checkpoint written by another version of the code",
@@ -72,20 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a saved agent over N episodes")
     _add_replay_arguments(evaluate, default_episodes=10)
+
+    # Commands that live in their own modules add their parser and set `handler`.
+    from bbrl_ppo.cli import plots, tuning
+
+    plots.register(commands)
+    tuning.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return handler(args)
         if args.command == "train":
             import torch
 
-            from bbrl_ppo.cli.training import resume_run, train_from_file
+            from bbrl_ppo.cli.training import resume_run, train_from_file, train_seeds
+            from bbrl_ppo.experiments.seeds import is_experiment
 
             if args.threads < 1:
                 raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
+            if args.seeds is not None or (args.resume and is_experiment(args.resume)):
+                return train_seeds(args)
+            if args.jobs is not None or args.name is not None:
+                raise InvalidInputError("--jobs and --name go with --seeds")
             if args.resume is not None:
                 # Without CONFIG, a first key=value lands in the CONFIG slot.
                 overrides = [args.config] if args.config else []
@@ -121,12 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:  # anything else is a bug: its traceback stays
         print(f"bbrl-ppo: error: {error}", file=sys.stderr)
         return 2
-    except (NumericalError, EnvStepError) as error:
+    except (NumericalError, EnvStepError, CollectiveError) as error:
         print(f"bbrl-ppo: training stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bbrl-ppo: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if args.command == "train":  # under torchrun, training joined a process group
+            from bbrl_ppo.distributed.context import leave_process_group
+
+            leave_process_group()
     return 0
 
 

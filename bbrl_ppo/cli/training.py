@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from bbrl_ppo.algorithms.ppo import ALGORITHMS, PPOClip
 from bbrl_ppo.config.schema import ConfigError, validate_config
-from bbrl_ppo.errors import MissingFileError
+from bbrl_ppo.errors import InvalidInputError, MissingFileError
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -29,11 +32,16 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def train_from_file(path: str | Path, overrides: Sequence[str] = ()) -> PPOClip:
-    """Build the configured PPO variant, train it, print where the results are."""
+    """Build the configured PPO variant, train it, print where the results are.
+
+    Under torchrun (``torchrun --nproc-per-node N -m bbrl_ppo train CONFIG``) every
+    process runs this; rank 0 alone prints (and writes the run directory).
+    """
     cfg = load_config(path, overrides)
     algo = ALGORITHMS[cfg.algorithm.variant](cfg)
-    print(f"Run directory: {algo.base_dir}")
-    return _train(algo)
+    with _printed_by_rank_0(algo):
+        print(f"Run directory: {algo.base_dir}")
+        return _train(algo)
 
 
 def resume_run(
@@ -47,8 +55,25 @@ def resume_run(
     algo = ALGORITHMS[variant].resume(
         run_dir, overrides=overrides, allow_code_change=allow_code_change
     )
-    print(f"Resuming {algo.base_dir} at {algo.nb_steps} env steps (update {algo.nb_rollouts + 1})")
-    return _train(algo)
+    with _printed_by_rank_0(algo):
+        print(
+            f"Resuming {algo.base_dir} at {algo.nb_steps} env steps (update {algo.nb_rollouts + 1})"
+        )
+        return _train(algo)
+
+
+@contextmanager
+def _printed_by_rank_0(algo: PPOClip) -> Iterator[None]:
+    """Silence the standard output of the other ranks of a distributed run.
+
+    Each would print what rank 0 prints (the same global numbers); errors and
+    warnings, on standard error, still show from every rank.
+    """
+    if algo.distributed.is_main:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+        yield
 
 
 def _train(algo: PPOClip) -> PPOClip:
@@ -72,3 +97,37 @@ def _train(algo: PPOClip) -> PPOClip:
     if algo.best_policy is not None and (algo.base_dir / "best_agent.pt").exists():
         print(f"  bbrl-ppo play {algo.base_dir} --video {algo.base_dir}/replay.mp4")
     return algo
+
+
+def train_seeds(args: argparse.Namespace) -> int:
+    """``train CONFIG --seeds ...`` or ``train --resume EXPERIMENT_DIR``: the exit code."""
+    from bbrl_ppo.experiments.seeds import format_summary, resume_experiment, run_seeds
+
+    if args.resume is not None:
+        extra = [item for item in (args.config, *args.overrides) if item]
+        if extra or args.seeds or args.name:
+            raise InvalidInputError(
+                "--resume EXPERIMENT_DIR continues the experiment as it was started: "
+                f"no CONFIG, overrides, --seeds or --name (got {' '.join(map(str, extra))})"
+            )
+        experiment = resume_experiment(
+            args.resume, jobs=args.jobs, allow_code_change=args.allow_code_change
+        )
+    elif args.config is None:
+        raise InvalidInputError("train --seeds needs a CONFIG file")
+    else:
+        experiment = run_seeds(
+            args.config, args.seeds, overrides=args.overrides, jobs=args.jobs, name=args.name
+        )
+    print(f"\nExperiment {experiment.directory}\n{format_summary(experiment)}")
+    for run in experiment.failed:
+        print(f"\nseed {run.seed} failed (exit {run.returncode}); end of {run.run_dir}/train.log:")
+        print("  " + run.error.replace("\n", "\n  "))
+    if experiment.interrupted:
+        print(f"Unfinished seeds continue with: bbrl-ppo train --resume {experiment.directory}")
+        return 130
+    print(
+        f"Curves: bbrl-ppo plot {experiment.directory}\n"
+        f"Table:  bbrl-ppo report {experiment.directory}"
+    )
+    return 1 if experiment.failed else 0

@@ -23,13 +23,14 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING as REQUIRED
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from bbrl_ppo.agents.env import VECTORIZATIONS
 from bbrl_ppo.agents.networks import ACTIVATIONS
 from bbrl_ppo.agents.policies import POLICY_TYPES
 from bbrl_ppo.config.resolution import register_resolvers
+from bbrl_ppo.distributed.devices import DEVICE_CHOICES, DEVICE_PATTERN
 from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.registry import (
     UnknownClassError,
@@ -80,6 +81,8 @@ class EpisodicAlgorithmConfig:
     `AlgorithmConfig` gives PPO's defaults."""
 
     seed: int = REQUIRED
+    #: Envs stepped side by side, over all processes of a distributed run (each steps
+    #: n_envs / processes of them).
     n_envs: int = field(default=REQUIRED, metadata=at_least(1))
     #: Budget in env steps and/or rollouts; at least one must be set.
     max_steps: int | None = field(default=None, metadata=_optional(at_least(1)))
@@ -90,6 +93,15 @@ class EpisodicAlgorithmConfig:
     #: Evaluate every eval_interval env steps, over nb_evals episodes.
     eval_interval: int = field(default=REQUIRED, metadata=at_least(1))
     nb_evals: int = field(default=REQUIRED, metadata=at_least(1))
+    #: Where the agents and the update run: cpu, cuda (each process of a distributed run
+    #: takes its machine's GPU of its local rank), cuda:N, or auto (cuda when one is
+    #: visible). The envs step on the CPU either way. May change when resuming.
+    device: str = field(
+        default="cpu",
+        metadata=_check(
+            lambda v: isinstance(v, str) and bool(DEVICE_PATTERN.fullmatch(v)), DEVICE_CHOICES
+        ),
+    )
 
 
 _WIDTHS = _check(
@@ -137,7 +149,8 @@ class AlgorithmConfig(EpisodicAlgorithmConfig):
     #: Passes over each rollout (each visits every transition once).
     opt_epochs: int = field(default=10, metadata=at_least(1))
     #: Minibatch size (at most n_envs * transitions_per_env); the remainder of a pass joins
-    #: its last minibatch.
+    #: its last minibatch. Over all processes of a distributed run (each takes
+    #: batch_size / processes of each minibatch).
     batch_size: int = field(default=64, metadata=at_least(1))
     clip_range: float = field(default=0.2, metadata=positive())
     #: Clip the critic's move around its old values (null: no clipping).
@@ -202,6 +215,46 @@ class RunConfig:
     algorithm: EpisodicAlgorithmConfig = field(default_factory=EpisodicAlgorithmConfig)
 
 
+#: How a searched key's values are drawn: uniform, log-uniform, integers, or a list.
+DISTRIBUTIONS = ("float", "log_float", "int", "categorical")
+
+
+@dataclass
+class ParameterSpace:
+    """The values ``bbrl-ppo tune`` may give one config key.
+
+    ``float``, ``log_float`` (uniform in log space: learning rates) and ``int`` draw from
+    [low, high], every ``step`` when set; ``categorical`` picks one of ``choices``.
+    """
+
+    distribution: str = field(default=REQUIRED, metadata=one_of(*DISTRIBUTIONS))
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+@dataclass
+class TuneConfig:
+    """``bbrl-ppo tune``'s search; training ignores it, so a tuned config still trains."""
+
+    #: Config key (e.g. ``optimizer.lr``) -> the values to try. Empty: nothing to tune.
+    parameters: dict[str, ParameterSpace] = field(default_factory=dict)
+    #: A run's score: its last evaluation mean (final) or its highest (best).
+    metric: str = field(default="final", metadata=one_of("final", "best"))
+    direction: str = field(default="maximize", metadata=one_of("maximize", "minimize"))
+    #: Runs per trial, seeds 1..seeds; a trial's score is their mean.
+    seeds: int = field(default=1, metadata=at_least(1))
+    #: Stop a trial whose mean curve is below the median of earlier trials' at that step.
+    pruning: bool = True
+    #: No pruning before this many env steps (early curves say little).
+    min_steps_before_pruning: int = field(default=0, metadata=at_least(0))
+    #: Trials drawn at random before TPE models the results (and before any pruning).
+    startup_trials: int = field(default=5, metadata=at_least(0))
+    #: Seed of the sampler: with one trial at a time, a study draws the same trials.
+    sampler_seed: int = 0
+
+
 @dataclass
 class PPOConfig(RunConfig):
     base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
@@ -210,6 +263,8 @@ class PPOConfig(RunConfig):
     optimizer: dict[str, Any] = field(default_factory=default_optimizer)
     #: Free-form keys for users' own extensions; never checked.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The search space of ``bbrl-ppo tune`` (ignored by training).
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 #: Keys of earlier versions, each refused with the name that replaced it.
@@ -252,6 +307,7 @@ def typed_config(cfg: DictConfig, schema: type, *, strict: bool) -> Any:
 
 
 def _merge_and_check(cfg: DictConfig, schema: type) -> DictConfig:
+    _check_parameter_spaces_keys(cfg, schema)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except ConfigKeyError as error:
@@ -260,6 +316,7 @@ def _merge_and_check(cfg: DictConfig, schema: type) -> DictConfig:
         raise ConfigError(_type_message(error)) from None
     _check_values(merged, schema, prefix="")
     _check_consistency(merged)
+    _check_search_space(merged, schema)
     return merged
 
 
@@ -416,3 +473,186 @@ def _check_consistency(cfg: DictConfig) -> None:
                 f"than a rollout (n_envs * transitions_per_env = {rollout}); allowed: an "
                 f"integer in [1, {rollout}]"
             )
+
+
+# -- the search space of ``bbrl-ppo tune`` ---------------------------------------------
+
+#: Keys ``bbrl-ppo tune`` sets for each run itself.
+TUNER_KEYS = ("algorithm.seed", "base_dir", "progress_bar")
+
+_SCALAR_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+}
+
+
+def _searches(schema: type) -> bool:
+    nested = _field_type(schema, "tune")
+    return nested is not None and issubclass(nested, TuneConfig)
+
+
+def _space_error(key: str, reason: str) -> ConfigError:
+    return ConfigError(f"Invalid search space for '{key}' (tune.parameters): {reason}")
+
+
+def _check_parameter_spaces_keys(cfg: DictConfig, schema: type) -> None:
+    """Refuse a malformed entry of ``tune.parameters`` before the merge does.
+
+    Why before: the entries' names hold dots (``algorithm.clip_range``), so the merge's
+    unknown-key message could not tell the config key from a field of its space.
+    """
+    if not _searches(schema):
+        return
+    tune = cfg.get("tune")
+    parameters = tune.get("parameters") if isinstance(tune, DictConfig) else None
+    if not isinstance(parameters, DictConfig):
+        return  # absent, or a wrong type the merge reports
+    allowed = [item.name for item in fields(ParameterSpace)]
+    for key in parameters:
+        space = parameters[key]
+        if not isinstance(space, DictConfig):
+            raise _space_error(
+                key, f"{space!r} is not a mapping like {{distribution: float, low: 0.1, high: 0.3}}"
+            )
+        for name in space:
+            if name not in allowed:
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise _space_error(
+                    key, f"unknown field '{name}'{hint} (allowed: {', '.join(allowed)})"
+                )
+
+
+def _check_search_space(cfg: DictConfig, schema: type) -> None:
+    """Each searched key must exist, and each end or choice of its space must fit it.
+
+    The ends are checked one key at a time: a rule between keys (batch_size against
+    n_envs * transitions_per_env) is left to each trial, whose other values are known.
+    """
+    if not _searches(schema):
+        return
+    for key, space in cfg.tune.parameters.items():
+        _check_target(cfg, schema, key, _space_values(key, space))
+
+
+def _space_values(key: str, space: DictConfig) -> list[Any]:
+    """The values that bound `space` (its two ends, or every choice), once its shape is right."""
+    if OmegaConf.is_missing(space, "distribution"):
+        raise _space_error(key, f"missing distribution (one of {', '.join(DISTRIBUTIONS)})")
+    kind = space.distribution
+    if kind not in DISTRIBUTIONS:
+        allowed = ", ".join(DISTRIBUTIONS)
+        raise _space_error(key, f"distribution {kind!r}; allowed: one of {allowed}")
+    if kind == "categorical":
+        return _categorical_values(key, space)
+    if space.choices is not None:
+        raise _space_error(key, f"{kind} takes low and high, not choices")
+    low, high, step = space.low, space.high, space.step
+    if low is None or high is None:
+        raise _space_error(key, f"{kind} needs low and high")
+    if not low < high:
+        raise _space_error(key, f"low ({low:g}) must be < high ({high:g})")
+    if kind == "log_float" and low <= 0:
+        raise _space_error(key, f"log_float needs low > 0, got {low:g}")
+    if kind == "log_float" and step is not None:
+        raise _space_error(key, "log_float takes no step")
+    if step is not None and not 0 < step <= high - low:
+        raise _space_error(key, f"step ({step:g}) must be in (0, high - low]")
+    if kind == "int":
+        if not all(float(value).is_integer() for value in (low, high, step or 1)):
+            raise _space_error(key, "int needs whole numbers for low, high and step")
+        return [int(low), int(high)]
+    return [float(low), float(high)]
+
+
+def _categorical_values(key: str, space: DictConfig) -> list[Any]:
+    given = [name for name in ("low", "high", "step") if space[name] is not None]
+    if given:
+        raise _space_error(key, f"categorical takes choices, not {given[0]}")
+    choices = list(space.choices or [])
+    if not choices:
+        raise _space_error(key, "categorical needs a non-empty list of choices")
+    for choice in choices:
+        if not (choice is None or isinstance(choice, bool | int | float | str)):
+            raise _space_error(
+                key, f"choice {choice!r} is not a single value (null, boolean, number or string)"
+            )
+    return choices
+
+
+def _check_target(cfg: DictConfig, schema: type, key: str, values: list[Any]) -> None:
+    if key in TUNER_KEYS or key.startswith("tune."):
+        raise _space_error(key, "bbrl-ppo tune sets this key itself for each run")
+    current = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
+    if current is _ABSENT and not _is_optimizer_argument(cfg, key):
+        candidates = [*_leaf_keys(OmegaConf.to_container(cfg, resolve=False))]
+        candidates += [f"optimizer.{name}" for name in _optimizer_arguments(cfg)]
+        close = difflib.get_close_matches(key, candidates, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"Unknown configuration key '{key}' in tune.parameters{hint}")
+    if isinstance(current, DictConfig | ListConfig):
+        raise _space_error(key, "a section or a list cannot be searched, only a single value")
+    item = _schema_field(schema, key)
+    kinds = _annotation_kinds(item.type) if item is not None else None
+    spec: dict[str, Any] = item.metadata if item is not None else {}
+    if item is None and key.startswith("optimizer."):
+        spec = _OPTIMIZER_RANGES.get(key.partition(".")[2], {})
+    for value in values:
+        if kinds is not None and not any(_SCALAR_CHECKS[kind](value) for kind in kinds):
+            raise _space_error(key, f"{value!r} does not fit the key's type ({item.type})")
+        if "check" in spec and not _allowed(spec, value):
+            raise _space_error(key, f"{value!r} is not allowed here; allowed: {spec['allowed']}")
+
+
+def _allowed(spec: dict[str, Any], value: Any) -> bool:
+    try:
+        return bool(spec["check"](value))
+    except TypeError:  # a check on numbers given a string, say
+        return False
+
+
+def _schema_field(schema: type, key: str) -> Any:
+    """The dataclass field `key` names, or None when it lies in a free-form mapping."""
+    node: Any = schema
+    *parents, name = key.split(".")
+    for parent in parents:
+        node = _field_type(node, parent)
+        if node is None:
+            return None
+    return next((item for item in fields(node) if item.name == name), None)
+
+
+def _annotation_kinds(annotation: Any) -> list[str] | None:
+    """The scalar types a field's annotation allows (``int | None``), or None if not plain."""
+    text = annotation if isinstance(annotation, str) else str(getattr(annotation, "__name__", ""))
+    kinds = [part.strip() for part in (text or str(annotation)).split("|")]
+    return kinds if all(kind in _SCALAR_CHECKS for kind in kinds) else None
+
+
+def _optimizer_arguments(cfg: DictConfig) -> list[str]:
+    if "optimizer" not in cfg:
+        return []
+    try:
+        return accepted_arguments(resolve_optimizer(str(cfg.optimizer.get("classname"))))
+    except UnknownClassError:
+        return []
+
+
+def _is_optimizer_argument(cfg: DictConfig, key: str) -> bool:
+    """An argument of the configured optimizer that the config leaves at its default."""
+    section, _, name = key.partition(".")
+    return section == "optimizer" and name in _optimizer_arguments(cfg)
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix[:-1]]
+    keys: list[str] = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if key != "tune" and key not in TUNER_KEYS:
+            keys += _leaf_keys(value, f"{key}.")
+    return keys

@@ -173,8 +173,25 @@ def load_agent(path: str | Path, agent: Agent | None = None) -> Agent:
     agent.load_state_dict(checkpoint["state_dict"])
     agent.with_prefix(checkpoint["prefix"])
     if checkpoint["wrapper_kwargs"] is not None:
-        return KWAgentWrapper(agent, **checkpoint["wrapper_kwargs"])
+        return LoadedWrapper(agent, **checkpoint["wrapper_kwargs"])
     return agent
+
+
+class LoadedWrapper(KWAgentWrapper):
+    """The `KWAgentWrapper` `load_agent` returns, shown as the agent it calls.
+
+    A saved evaluation policy is a wrapper that calls its policy with fixed keyword
+    arguments (``stochastic=False``). Shown as a plain ``KWAgentWrapper(...)``, a
+    loaded ``GaussianPolicy`` would not read as the class its checkpoint and the
+    notebooks name; the policy's own lines come first, then how it is called.
+    """
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self.kwargs.items())
+        return (
+            f"{self.wrapped!r}\ncalled with {arguments} "
+            f"(a KWAgentWrapper; .wrapped is the {type(self.wrapped).__name__})"
+        )
 
 
 def _plain(value: Any) -> Any:

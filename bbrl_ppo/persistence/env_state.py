@@ -7,10 +7,13 @@ attributes (numbers, arrays, RNGs) on each wrapper layer; those are captured her
 as tensors and numbers, so that the checkpoint loads with
 ``torch.load(weights_only=True)``.
 
-An env whose state lives in other objects (a Box2D world, a MuJoCo simulation, an
-`AsyncVectorEnv`'s subprocesses) is reported as *not exact*: its attributes that
-could be captured are restored (its RNG, so resets still follow the seed), and
-the caller restarts its episodes.
+A MuJoCo simulation (`mujoco.MjData`) is captured through MuJoCo's own state API
+(`bbrl_ppo.persistence.mujoco_state`); its model and renderer hold no state.
+
+An env whose state lives in other objects (a Box2D world, an `AsyncVectorEnv`'s
+subprocesses) is reported as *not exact*: its attributes that could be captured are
+restored (its RNG, so resets still follow the seed), and the caller restarts its
+episodes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
 from bbrl_ppo.errors import InvalidInputError
+from bbrl_ppo.persistence import mujoco_state
 
 #: Attributes that hold configuration or links, not state: never captured.
 _STATIC_NAMES = frozenset(
@@ -45,6 +49,8 @@ def _encode(value: Any) -> Any:
         return {"__numpy_scalar__": value.item(), "dtype": value.dtype.str}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if mujoco_state.is_simulation(value):
+        return {"__mujoco_data__": _encode(mujoco_state.capture_simulation(value))}
     if isinstance(value, np.random.Generator):
         return {"__rng__": value.bit_generator.state}
     if isinstance(value, np.ndarray):
@@ -81,11 +87,25 @@ def _decode(value: Any, current: Any = None) -> Any:
             generator = np.random.Generator(bit_generator)
         generator.bit_generator.state = value["__rng__"]
         return generator
+    if "__mujoco_data__" in value:
+        if not mujoco_state.is_simulation(current):
+            raise InvalidInputError(
+                "The checkpoint holds a MuJoCo simulation where the env has "
+                f"{type(current).__name__}"
+            )
+        mujoco_state.restore_simulation(current, _decode(value["__mujoco_data__"]))
+        return current
     if "__numpy_scalar__" in value:
         return np.dtype(value["dtype"]).type(value["__numpy_scalar__"])
     if "__ndarray__" in value:
         return value["__ndarray__"].numpy().astype(np.dtype(value["dtype"]), copy=True)
     return {key: _decode(item) for key, item in value["__dict__"].items()}
+
+
+def _is_static(name: str, value: Any) -> bool:
+    return (
+        name in _STATIC_NAMES or isinstance(value, _STATIC_TYPES) or mujoco_state.is_static(value)
+    )
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
@@ -101,7 +121,7 @@ def capture_env(env: gym.Env) -> dict[str, Any]:
     for layer in _layers(env):
         attributes = {}
         for name, value in vars(layer).items():
-            if name in _STATIC_NAMES or isinstance(value, _STATIC_TYPES):
+            if _is_static(name, value):
                 continue
             encoded = _encode(value)
             if encoded is _NOT_PLAIN:

@@ -13,6 +13,13 @@ numbers, strings, lists and dicts), so it loads with
 - the configuration and the code versions, checked on resume before anything
   is written.
 
+A run on several processes writes one file too, from rank 0, once every rank has
+sent it what differs on it (its envs, the last step of its rollout, its minibatch
+generator: the algorithm's ``per_rank_state`` keys, and its RNG states): rank 0's
+part reads as a single-process checkpoint, ``other_ranks`` holds the rest, and
+``world_size`` says how many processes may resume it. Being one file, it is
+replaced whole or not at all.
+
 This module owns files, formats, versions and RNGs; it never reaches into the
 algorithm's attributes.
 
@@ -33,6 +40,7 @@ import torch
 from bbrl.workspace import Workspace
 from omegaconf import DictConfig, OmegaConf
 
+from bbrl_ppo.distributed.collectives import gather_to_main
 from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.agent_checkpoint import atomic_save, load_plain
 from bbrl_ppo.persistence.code_version import code_versions
@@ -45,8 +53,15 @@ TRAINING_FORMAT = "bbrl_ppo-training-2"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 #: Keys that may differ between a checkpoint's configuration and the resumed run's:
-#: the budget (``max_epochs`` is bbrl_utils notebooks' ``max_rollouts``).
-RESUMABLE_OVERRIDES = ("algorithm.max_steps", "algorithm.max_rollouts", "algorithm.max_epochs")
+#: the budget (``max_epochs`` is bbrl_utils notebooks' ``max_rollouts``), and the device,
+#: which changes where the run computes, not what (checkpoints written before it existed
+#: have none).
+RESUMABLE_OVERRIDES = (
+    "algorithm.max_steps",
+    "algorithm.max_rollouts",
+    "algorithm.max_epochs",
+    "algorithm.device",
+)
 
 
 class CheckpointMismatchError(InvalidInputError):
@@ -64,6 +79,9 @@ def comparable_config(cfg: DictConfig | dict) -> dict[str, Any]:
     )
     container = copy.deepcopy(container)
     container.pop("base_dir", None)
+    # The search space of `bbrl-ppo tune` never changes what training computes (and
+    # checkpoints written before it existed have none).
+    container.pop("tune", None)
     for key in RESUMABLE_OVERRIDES:
         section, name = key.split(".")
         container.get(section, {}).pop(name, None)
@@ -88,23 +106,29 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def last_step(workspace: Workspace | None) -> dict[str, Any] | None:
-    """The last step of a rollout workspace, as plain data (the next rollout's first)."""
+    """The last step of a rollout workspace, as plain data on the CPU (the next rollout's first)."""
     if workspace is None or not workspace.variables:
         return None
     last = workspace.time_size() - 1
     return {
         "time_size": workspace.time_size(),
         "variables": {
-            name: workspace.get(name, last).detach().clone() for name in workspace.keys()
+            name: workspace.get(name, last).detach().cpu().clone() for name in workspace.keys()
         },
     }
 
 
-def workspace_ending_with(saved_step: dict[str, Any]) -> Workspace:
-    """A workspace whose last step is the saved one: the next rollout copies it to t=0."""
+def workspace_ending_with(
+    saved_step: dict[str, Any], device: torch.device | str = "cpu"
+) -> Workspace:
+    """A workspace whose last step is the saved one: the next rollout copies it to t=0.
+
+    Its tensors are put on `device`, where the env agent writes the next steps.
+    """
     workspace = Workspace()
     last = saved_step["time_size"] - 1
-    for name, value in saved_step["variables"].items():
+    for name, saved in saved_step["variables"].items():
+        value = saved.to(device)
         for t in range(last):
             workspace.set(name, t, torch.zeros_like(value))
         workspace.set(name, last, value)
@@ -113,13 +137,28 @@ def workspace_ending_with(saved_step: dict[str, Any]) -> Workspace:
 
 # -- saving and restoring ------------------------------------------------------------------
 def save_training_checkpoint(algo: EpisodicAlgo, path: str | Path) -> Path:
+    """Write the checkpoint of `algo`'s run (every rank's part) to `path`, atomically.
+
+    Every rank of a distributed run calls it at the same boundary; only rank 0 writes.
+    """
+    context = algo.distributed
+    training_state, rng = algo.training_state(), _rng_state()
+    own = {
+        "training_state": {key: training_state[key] for key in algo.per_rank_state},
+        "rng": rng,
+    }
+    parts = gather_to_main(context, own, "the gathering of a checkpoint")
+    if not context.is_main:
+        return Path(path)
     state = {
         "format": TRAINING_FORMAT,
         "algorithm": class_path(type(algo)),
         "versions": code_versions(),
         "config": comparable_config(algo.cfg),
-        "rng": _rng_state(),
-        "training_state": algo.training_state(),
+        "world_size": context.world_size,
+        "rng": rng,
+        "training_state": training_state,
+        "other_ranks": parts[1:],
     }
     return atomic_save(state, path)
 
@@ -201,6 +240,23 @@ def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
 
 
 def restore_training_checkpoint(algo: EpisodicAlgo, state: dict[str, Any]) -> None:
-    """Put `algo` back where the checkpoint was taken: its own state, then the RNGs."""
-    algo.load_training_state(state["training_state"])
-    _restore_rng(state["rng"])
+    """Put `algo` back where the checkpoint was taken: its own state, then the RNGs.
+
+    Each rank takes its own part; a run on another number of processes is refused
+    (its envs and minibatches would be shared out differently).
+    """
+    context = algo.distributed
+    saved_world_size = state.get("world_size", 1)  # checkpoints from before: one process
+    if saved_world_size != context.world_size:
+        raise CheckpointMismatchError(
+            f"The checkpoint was written by a run on {saved_world_size} process(es), and this "
+            f"run has {context.world_size}: resume it on {saved_world_size} process(es) (torchrun "
+            "with the --nnodes and --nproc-per-node it started with)"
+        )
+    training_state, rng = state["training_state"], state["rng"]
+    if not context.is_main:
+        own = state["other_ranks"][context.rank - 1]
+        training_state = {**training_state, **own["training_state"]}
+        rng = own["rng"]
+    algo.load_training_state(training_state)
+    _restore_rng(rng)

@@ -74,3 +74,27 @@ class Logger:
 
     def close(self) -> None:
         self.logger.close()
+
+
+class SilentLogger(Logger):
+    """A logger that records nothing: that of the ranks other than 0 of a distributed run.
+
+    Rank 0 logs the run's values, which are global (reduced over the ranks): the
+    other ranks would log the same values into the same tensorboard directory.
+    """
+
+    def __init__(self) -> None:  # no writer to create
+        self.log_dir = None
+        self.logger = None
+
+    def add_log(self, name: str, value: float | torch.Tensor, step: int) -> None:
+        pass
+
+    def restart_at(self, step: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

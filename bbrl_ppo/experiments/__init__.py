@@ -1,0 +1,1 @@
+"""Experiments over many runs: seeds side by side, learning curves, reports, search."""
