@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU wheel available locally; the pin keeps pip from
 # pulling a multi-GB CUDA build (see DEVELOPERS.md).
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
-CONFIG ?= configs/cartpole.yaml
+# A packaged config's name (bbrl-ppo configs lists them) or a YAML file.
+CONFIG ?= cartpole
 
-.PHONY: run test test-quick lint format bench bench-peers notebooks notebooks-check clean
+.PHONY: run test test-quick lint format docs bench bench-peers notebooks notebooks-check wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# The docs extra too: tests/test_docs.py builds the site.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[dev,mujoco]'
+	$(PIP_INSTALL) -e '.[dev,mujoco,docs]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[docs]'
 	touch $@
 
 $(VENV)/.installed-notebooks: $(VENV)/.installed
@@ -37,6 +43,13 @@ test-quick: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The documentation site (mkdocs.yml, docs/) into site/: every public name must have a
+# docstring (mkdocstrings does not check), then a build where any warning is an error.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2.
+docs: $(VENV)/.installed-docs
+	$(BIN)/python scripts/docs_check_docstrings.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
@@ -70,5 +83,10 @@ NOTEBOOKS ?=
 notebooks-check: $(VENV)/.installed-notebooks
 	$(BIN)/python scripts/notebooks_check.py $(if $(FULL),--full) $(NOTEBOOKS)
 
+# The wheel as a user installs it: built, put in a fresh venv outside the checkout, run
+# there (train cartpole, play). make test runs it too (tests/test_packaging.py, slow).
+wheel-check: $(VENV)/.installed-dev
+	$(BIN)/python scripts/wheel_check.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site .cache/mkdocs-jupyter

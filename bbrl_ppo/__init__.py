@@ -54,7 +54,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bbrl_ppo' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    """The version written once, in pyproject.toml, as the installed package's metadata has it."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("bbrl_ppo")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "plot_runs",

@@ -40,6 +40,14 @@ adds up the wall time spent inside its evaluations and subtracts it from the wal
 checkpoints, ``save_best`` and the progress bar are off. Building the algorithm (envs,
 networks) is outside the timed part on both sides.
 
+``--whole-process`` times each side as a user runs it instead, from process start to exit
+(imports, env and network construction, logging and checkpoints included): ours is
+``python -m bbrl_ppo train CONFIG algorithm.seed=S [algorithm.max_steps=N]`` with the config's
+own evaluation protocol, best-agent saving, tensorboard log and progress bar; SB3 is
+``PPO(...).learn(N)`` with the mirrored hyper-parameters and no evaluation (SB3's default).
+Its table (``process s``, our final evaluation, each process's peak RSS from ``wait4``) goes
+beside the training-only table of the default mode; results in ``OUT/CASE-whole-process/``.
+
 Columns: ``train s``, wall seconds of the whole budget less evaluations; ``steps/s``, env
 steps over ``train s``; ``steps to target`` and ``train s to target``, at the first
 evaluation whose mean reaches the target; ``wall s incl. eval``, the whole ``run()`` /
@@ -258,12 +266,17 @@ def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict
     for seed in args.seeds:
         run_dir = out / f"ours-S{seed}"
         common = {"case": case_name, "seed": seed, "target": case.target}
+        overrides = our_overrides(case, args, seed, run_dir)
+        if args.whole_process:  # the config as a user runs it: only seed, budget, place
+            max_steps = args.max_steps or case.max_steps
+            overrides = [f"algorithm.seed={seed}", f"base_dir={run_dir.resolve()}"]
+            overrides += [f"algorithm.max_steps={max_steps}"] if max_steps else []
         specs.append(
             {
                 **common,
                 "side": "ours",
                 "config": case.config,
-                "overrides": our_overrides(case, args, seed, run_dir),
+                "overrides": overrides,
                 "run_dir": str(run_dir.resolve()),
             }
         )
@@ -279,6 +292,8 @@ def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict
                 "nb_evals": args.nb_evals,
                 "eval_envs": args.sb3_eval_envs or args.nb_evals,
                 "eval_seed": seed + EVAL_SEED_OFFSET,
+                # SB3 as a user runs it: no evaluation unless a callback asks for one.
+                "evaluate": not args.whole_process,
             }
         )
     return specs
@@ -494,7 +509,8 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             clock.resume(pause, "eval", self.num_timesteps, [float(r) for r in returns])
 
     clock = TrainingClock()
-    model.learn(total_timesteps=spec["total_timesteps"], callback=TimedEvaluation())
+    callback = TimedEvaluation() if spec.get("evaluate", True) else None
+    model.learn(total_timesteps=spec["total_timesteps"], callback=callback)
     result = clock.result(model.num_timesteps)
     train_env.close()
     eval_env.close()
@@ -568,14 +584,22 @@ def write_peer_run_dir(
 
 
 # -- the parent: orchestration and the table -----------------------------------------------
-def launch(spec: dict[str, Any], out: Path, cores: Queue) -> None:
-    """Run one child on a core taken from `cores` (given back afterwards)."""
+def launch(spec: dict[str, Any], out: Path, cores: Queue, whole_process: bool = False) -> None:
+    """Run one child on a core taken from `cores` (given back afterwards).
+
+    With `whole_process`, our side is the ``bbrl-ppo train`` command itself, and each
+    process is timed from its start to its exit (`time_process`).
+    """
     name = f"{spec['side']}-S{spec['seed']}"
     spec_path = out / f"{name}.spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     (out / f"{name}.json").unlink(missing_ok=True)
+    (out / f"{name}.process.json").unlink(missing_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", spec["side"]]
     command += ["--spec", str(spec_path.resolve())]
+    if whole_process and spec["side"] == "ours":
+        shutil.rmtree(spec["run_dir"], ignore_errors=True)
+        command = [sys.executable, "-m", "bbrl_ppo", "train", spec["config"], *spec["overrides"]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     core = cores.get()
     try:
@@ -583,9 +607,79 @@ def launch(spec: dict[str, Any], out: Path, cores: Queue) -> None:
             command = ["taskset", "-c", str(core), *command]
         print(f"  {SIDE_NAMES[spec['side']]:<8} seed {spec['seed']} on core {core}...", flush=True)
         with (out / f"{name}.log").open("w") as log:
-            subprocess.run(command, env=env, stdout=log, stderr=log, cwd=ROOT)
+            if not whole_process:
+                subprocess.run(command, env=env, stdout=log, stderr=log, cwd=ROOT)
+                return
+            measured = time_process(command, env, log)
+        measured.update(side=spec["side"], seed=spec["seed"], core=core, command=command)
+        if spec["side"] == "ours":
+            measured["final_eval"] = last_evaluation(Path(spec["run_dir"]) / "evals.csv")
+        (out / f"{name}.process.json").write_text(json.dumps(measured, indent=1))
     finally:
         cores.put(core)
+
+
+def time_process(command: list[str], env: dict[str, str], log: Any) -> dict[str, Any]:
+    """Wall seconds from the process's start to its exit, its exit code and peak RSS."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in KiB on Linux; wait4 gives this child's (and its children's) own.
+    return {
+        "process_s": seconds,
+        "returncode": process.returncode,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def last_evaluation(evals_csv: Path) -> float | None:
+    """The mean return of a run's last evaluation, None if it made none."""
+    if not evals_csv.is_file():
+        return None
+    with evals_csv.open() as file:
+        rows = list(csv.DictReader(file))
+    return float(rows[-1]["reward_mean"]) if rows else None
+
+
+def print_process_table(case_name: str, out: Path, seeds: list[int]) -> None:
+    """The whole-process times of both sides, seed by seed, with the ratio ours / SB3."""
+    rows = {}
+    for seed in seeds:
+        for side in SIDES:
+            path = out / f"{side}-S{seed}.process.json"
+            rows[seed, side] = json.loads(path.read_text()) if path.is_file() else None
+    print(
+        f"{case_name}, whole process (start to exit): ours `bbrl-ppo train` with the config's "
+        "own evaluations; SB3 `PPO(...).learn()` without evaluation"
+    )
+    header = (
+        f"{'seed':>4} | {'side':<8} | {'process s':>9} | {'final eval':>10} | {'peak RSS MiB':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (seed, side), row in rows.items():
+        if row is None or row["returncode"] != 0:
+            print(f"{seed:>4} | {SIDE_NAMES[side]:<8} | failed or missing: see {side}-S{seed}.log")
+            continue
+        final = row.get("final_eval")
+        final_text = f"{final:,.1f}" if final is not None else "n/a"
+        print(
+            f"{seed:>4} | {SIDE_NAMES[side]:<8} | {row['process_s']:>9.1f} | {final_text:>10} | "
+            f"{row['peak_rss_mib']:>12,.0f}"
+        )
+    ratios = [
+        rows[seed, "ours"]["process_s"] / rows[seed, "sb3"]["process_s"]
+        for seed in seeds
+        if all(rows[seed, side] and rows[seed, side]["returncode"] == 0 for side in SIDES)
+    ]
+    if ratios:
+        print(
+            f"ours/SB3 process s: median {statistics.median(ratios):.2f} over {len(ratios)} "
+            f"seeds (per seed: {', '.join(f'{ratio:.2f}' for ratio in ratios)})"
+        )
 
 
 def first_reaching(result: dict[str, Any], target: float) -> dict[str, float] | None:
@@ -740,6 +834,12 @@ def main() -> None:
         help="which sides to train (default both; e.g. only sb3 beside a `bbrl-ppo train "
         "--seeds` experiment)",
     )
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="time each side as a user runs it, from process start to exit (ours: the "
+        "`bbrl-ppo train` command with the config's own evaluations; SB3: learn() alone)",
+    )
     parser.add_argument("--out", default="outputs/compare_peers")
     parser.add_argument(
         "--report", action="store_true", help="only print the table of the runs already made"
@@ -754,7 +854,7 @@ def main() -> None:
 
     args.seeds = args.seeds or list(CASES[args.case].seeds)
     args.eval_interval = args.eval_interval or case_eval_interval(CASES[args.case])
-    out = Path(args.out) / args.case
+    out = Path(args.out) / (f"{args.case}-whole-process" if args.whole_process else args.case)
     if not args.report:
         out.mkdir(parents=True, exist_ok=True)
         specs = make_specs(args.case, args, out)
@@ -766,9 +866,14 @@ def main() -> None:
             free_cores.put(core)
         print(f"Training {len(specs)} runs, alternating sides, logs in {out}:")
         with ThreadPoolExecutor(max_workers=len(cores)) as pool:
-            for future in [pool.submit(launch, spec, out, free_cores) for spec in specs]:
+            for future in [
+                pool.submit(launch, spec, out, free_cores, args.whole_process) for spec in specs
+            ]:
                 future.result()
         print()
+    if args.whole_process:
+        print_process_table(args.case, out, args.seeds)
+        return
     results = load_results(out, args.seeds)
     if args.report:
         first = {

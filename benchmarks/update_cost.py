@@ -9,7 +9,10 @@ Pins itself to the last core with one torch thread, then prints:
    collection, `prepare_rollout`, `update`, `after_update`, timed by a subclass;
 2. one `train_minibatch` on a CartPole rollout, repeated, with the optimizer's
    single-tensor, foreach and fused Adam, over separate parameters and over flat
-   parameter buffers (``algorithm.flat_parameters``), interleaved in one process;
+   parameter buffers (``algorithm.flat_parameters``), and the default (flat fused Adam,
+   policy and critic in one stacked pass: ``algorithm.batched_actor_critic``),
+   interleaved in one process; then the same step written in plain eager torch
+   (`hand_written_step`: Adam's default, separate passes), for scale;
 3. the same step with the objective written as the plain weighted sum (every
    weight multiplied, a zero entropy weight added) against `weighted_objective`,
    which skips weights of 1 and 0;
@@ -69,9 +72,11 @@ def phases(steps: int, path: Path = CARTPOLE) -> dict[str, float]:
 ADAM_KINDS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
-def minibatch_setup(kind: str, flat: bool) -> tuple[PPOClip, object]:
-    """A PPOClip with Adam of `kind` (flat parameter buffers or not) and one CartPole rollout."""
-    algo = PPOClip(cartpole_config(2000, [f"algorithm.flat_parameters={flat}"]))
+def minibatch_setup(kind: str, flat: bool, batched: bool = False) -> tuple[PPOClip, object]:
+    """A PPOClip with Adam of `kind` (flat parameter buffers or not; policy and critic in one
+    stacked pass or not) and one CartPole rollout."""
+    overrides = [f"algorithm.flat_parameters={flat}", f"algorithm.batched_actor_critic={batched}"]
+    algo = PPOClip(cartpole_config(2000, overrides))
     workspace = next(algo.iter_partial_episodes())
     rollout = algo.prepare_rollout(workspace)
     algo._anneal()
@@ -212,8 +217,12 @@ def main() -> None:
         for flat in (False, True)
         for kind in ADAM_KINDS
     }
+    # The default: flat fused Adam, policy and critic in one stacked pass.
+    variants["Adam fused flat batched (default)"] = minibatch_setup("fused", True, batched=True)
     for name, milliseconds in minibatch_ms(variants).items():
-        print(f"  {name:<20} {milliseconds:.2f}")
+        print(f"  {name:<34} {milliseconds:.2f}")
+    _, eager_ms = hand_written_step(compiled=False)
+    print(f"  {'plain eager torch, hand-written':<34} {eager_ms:.2f}")
 
     # 40 rounds: the two forms differ by less than 10 rounds' run-to-run spread.
     print("\nthe same step by objective form (ms, median of 40 interleaved rounds):")

@@ -169,3 +169,32 @@ def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
     assert tuple(rows[0]) == EVALS_CSV_COLUMNS
     assert [int(row["nb_steps"]) for row in rows] == [row["steps"] for row in sb3["evals"]]
     assert [float(row["reward_mean"]) for row in rows] == [row["mean"] for row in sb3["evals"]]
+
+
+def test_whole_process_times_the_train_command_and_sb3_without_evaluation(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    command = [sys.executable, str(SCRIPT), "--case", "cartpole", "--seeds", "1"]
+    # Past 2,048 steps: the config's evaluation grid gives our side one evaluation.
+    command += ["--max-steps", "2100", "--whole-process", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    out = tmp_path / "cartpole-whole-process"
+    ours = json.loads((out / "ours-S1.process.json").read_text())
+    theirs = json.loads((out / "sb3-S1.process.json").read_text())
+    for measured in (ours, theirs):
+        assert measured["returncode"] == 0
+        assert measured["process_s"] > 1.0  # imports alone take about that
+        assert measured["peak_rss_mib"] > 50
+    # Ours ran the command a user types, with the config's own evaluation protocol.
+    start = ours["command"].index("-m")
+    assert ours["command"][start : start + 4] == [
+        "-m",
+        "bbrl_ppo",
+        "train",
+        "configs/cartpole.yaml",
+    ]
+    assert not any("eval" in item for item in ours["command"][start + 4 :])
+    assert ours["final_eval"] is not None
+    assert (out / "ours-S1" / "best_agent.pt").is_file()  # save_best as configured
+    # SB3 learned without an evaluation.
+    assert json.loads((out / "sb3-S1.json").read_text())["evals"] == []
+    assert "ours/SB3 process s: median" in completed.stdout

@@ -99,3 +99,15 @@ def test_expand_keeps_the_lean_types():
     assert isinstance(gaussian, DiagonalGaussian)
     assert gaussian.batch_shape == (5, 3) and gaussian.event_shape == (2,)
     assert gaussian.sample().shape == (5, 3, 2)
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (3, 5, 4), (6,)])
+def test_logits_categorical_draws_what_categorical_draws(shape):
+    """Its lean `sample` keeps Categorical's operations: the same actions from the same seed."""
+    logits = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 3
+    for sample_shape in ((), (7,)):
+        torch.manual_seed(0)
+        expected = Categorical(logits=logits).sample(sample_shape)
+        torch.manual_seed(0)
+        drawn = LogitsCategorical(logits).sample(sample_shape)
+        assert drawn.shape == expected.shape and torch.equal(drawn, expected)

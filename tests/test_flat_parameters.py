@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -134,3 +135,60 @@ def test_mixed_dtypes_cannot_be_flattened():
     assert not hasattr(
         setup_optimizer({"classname": "Adam"}, network, flat=True), "flat_parameters"
     )
+
+
+def _flat_pair(optimizer_class, **arguments):
+    """A flat optimizer and torch's own over one flat tensor: the same arithmetic."""
+    network = _network()
+    optimizer = flat_optimizer(optimizer_class, network, **arguments)
+    reference_parameter = optimizer.flat_parameters.data.detach().clone().requires_grad_()
+    reference = optimizer_class([reference_parameter], **arguments)
+    return network, optimizer, reference_parameter, reference
+
+
+@pytest.mark.parametrize(
+    ("optimizer_class", "arguments"),
+    [
+        (torch.optim.Adam, {"lr": 1e-2, "eps": 1e-5, "fused": True}),
+        (torch.optim.Adam, {"lr": 3e-3, "fused": True, "weight_decay": 0.1, "maximize": True}),
+        (torch.optim.AdamW, {"lr": 1e-2, "fused": True, "weight_decay": 0.05}),
+        # Not the fused kernel's: fast_step falls back to step.
+        (torch.optim.Adam, {"lr": 1e-2, "fused": True, "amsgrad": True}),
+        (torch.optim.Adam, {"lr": 1e-2, "foreach": False}),
+    ],
+)
+def test_fast_step_is_bit_identical_to_torchs_step(optimizer_class, arguments):
+    network, optimizer, reference_parameter, reference = _flat_pair(optimizer_class, **arguments)
+    for step in range(12):
+        if step == 6:  # annealing: the group's learning rate changes between steps
+            for opt in (optimizer, reference):
+                opt.param_groups[0]["lr"] *= 0.5
+        optimizer.zero_grad()
+        _loss(network, step).backward()
+        reference_parameter.grad = optimizer.flat_parameters.grad.clone()
+        optimizer.fast_step()
+        reference.step()
+        assert torch.equal(optimizer.flat_parameters.data, reference_parameter.detach())
+    state, reference_state = optimizer.state_dict()["state"][0], reference.state_dict()["state"][0]
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert torch.equal(state[key], reference_state[key])
+
+
+def test_fast_step_goes_through_step_when_something_listens():
+    network, optimizer, _, _ = _flat_pair(torch.optim.Adam, lr=1e-2, fused=True)
+    calls = []
+    handle = optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
+    for step in range(2):
+        optimizer.zero_grad()
+        _loss(network, step).backward()
+        optimizer.fast_step()
+    assert calls == ["pre", "pre"]
+    handle.remove()
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "lr_scheduler.step() before optimizer.step()"
+        optimizer.zero_grad()
+        _loss(network, 3).backward()
+        optimizer.fast_step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)

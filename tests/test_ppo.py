@@ -313,3 +313,27 @@ def test_flat_parameters_train_like_separate_parameters():
     ):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     assert runs[True].nb_steps == runs[False].nb_steps
+
+
+@pytest.mark.parametrize("target_kl", [None, 10.0])
+def test_log_only_diagnostics_come_from_the_last_pass(target_kl):
+    """entropy and clip_fraction cost operations every step: measured on the last pass only,
+    or on every minibatch when target_kl may end the update before its last pass."""
+    algo = PPOClip(config(opt_epochs=3, target_kl=target_kl))
+    rollout = algo.prepare_rollout(next(algo.iter_partial_episodes()))
+    seen = []
+    original = algo.train_minibatch
+
+    def recording(batch):
+        seen.append(algo._diagnose)
+        return original(batch)
+
+    algo.train_minibatch = recording
+    metrics = algo.update(rollout)
+    per_pass = len(seen) // 3
+    expected = [True] * len(seen) if target_kl else [False] * 2 * per_pass + [True] * per_pass
+    assert seen == expected
+    assert {"entropy", "clip_fraction", "approx_kl", "policy_loss", "value_loss"} <= set(metrics)
+    assert 0.0 <= metrics["clip_fraction"] <= 1.0 and metrics["entropy"] > 0.0
+    assert algo._diagnose  # a notebook's own call to train_minibatch gets every diagnostic
+    assert "clip_fraction" in algo.train_minibatch(rollout)

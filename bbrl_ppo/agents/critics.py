@@ -40,12 +40,16 @@ class VAgent(RecordsInitArgs, Agent):
             [state_dim, *hidden_layers, 1], make_activation(activation), output_std=1.0
         )
 
+    def features(self, observation: torch.Tensor) -> torch.Tensor:
+        """The network's input: the observation encoded, then normalized (when enabled)."""
+        return self.obs_normalizer(self.obs_encoder(observation))
+
     def value(self, observation: torch.Tensor) -> torch.Tensor:
         """V(s) for observations as the env agent writes them, (..., *observation shape),
         returned with shape (...)."""
-        features = self.obs_normalizer(self.obs_encoder(observation))
-        return self.model(features).squeeze(-1)
+        return self.model(self.features(observation)).squeeze(-1)
 
     def forward(self, t: int, **kwargs) -> None:
+        """Write ``{prefix}v_values[t]``, V of ``env/env_obs[t]``."""
         observation = self.get(("env/env_obs", t))
         self.set((f"{self.prefix}v_values", t), self.value(observation))

@@ -55,6 +55,17 @@ class LogitsCategorical(Categorical):
         shape = torch.Size(batch_shape) + (self._num_events,)
         return LogitsCategorical(self.logits.expand(shape))
 
+    def sample(self, sample_shape: torch.Size | Sequence[int] = _NO_SAMPLE_SHAPE) -> torch.Tensor:
+        """Categorical's draw (``multinomial`` of the softmax), without its generic shapes.
+
+        The same operations on the same values, so the same actions from the same
+        random state; a sample shape goes to Categorical.
+        """
+        if len(sample_shape) != 0:
+            return super().sample(torch.Size(sample_shape))
+        probabilities = torch.softmax(self.logits, dim=-1).reshape(-1, self._num_events)
+        return torch.multinomial(probabilities, 1, True).reshape(self.batch_shape)
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if value.shape != self.batch_shape:
             return super().log_prob(value)  # a sample shape to broadcast against the batch

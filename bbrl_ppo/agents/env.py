@@ -255,9 +255,11 @@ class VectorGymAgent(Agent):
         return self
 
     def get_observation_space(self) -> gym.Space:
+        """The observation space of each env (bbrl's GymAgent interface)."""
         return self.observation_space
 
     def get_action_space(self) -> gym.Space:
+        """The action space of each env (bbrl's GymAgent interface)."""
         return self.action_space
 
     def get_obs_and_actions_sizes(self) -> tuple[int, int | list[int]]:
@@ -272,6 +274,7 @@ class VectorGymAgent(Agent):
         return observation_size(self.observation_space), action_size(self.action_space)
 
     def is_continuous_action(self) -> bool:
+        """True for a `Box` action space: a Gaussian policy acts in it."""
         return isinstance(self.action_space, gym.spaces.Box)
 
     def is_discrete_action(self) -> bool:
@@ -279,13 +282,16 @@ class VectorGymAgent(Agent):
         return isinstance(self.action_space, gym.spaces.Discrete)
 
     def is_continuous_state(self) -> bool:
+        """True for a `Box` observation space (flattened for the policy)."""
         return isinstance(self.observation_space, gym.spaces.Box)
 
     def is_discrete_state(self) -> bool:
+        """True for a `Discrete` observation space (one-hot for the policy)."""
         return isinstance(self.observation_space, gym.spaces.Discrete)
 
     # -- stepping ----------------------------------------------------------------------
     def forward(self, t: int, **kwargs) -> None:
+        """Reset every env at ``t == 0``, else step them with ``action[t-1]``; write ``env/*``."""
         if t == 0:
             seeds, self._seeds = self._seeds, None
             try:
@@ -427,6 +433,7 @@ class VectorGymAgent(Agent):
         return list(self.envs.render())
 
     def close(self) -> None:
+        """Close the vector env (and its subprocesses for ``vectorization='async'``)."""
         self.envs.close()
 
 

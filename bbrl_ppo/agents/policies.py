@@ -65,7 +65,17 @@ class StochasticPolicy(RecordsInitArgs, Agent):
 
     def dist(self, observation: torch.Tensor) -> Distribution:
         """The action distribution for a batch of observations, (..., *observation shape)."""
-        raise NotImplementedError(f"{type(self).__name__} must define dist()")
+        if type(self).distribution is StochasticPolicy.distribution:
+            raise NotImplementedError(f"{type(self).__name__} must define dist() or distribution()")
+        return self.distribution(self.model(self.features(observation)))
+
+    def distribution(self, output: torch.Tensor) -> Distribution:
+        """The action distribution for the network's output, ``model(features(obs))``.
+
+        Separate from `dist` so that PPO's update can compute the output of policy and
+        critic in one batched pass (`bbrl_ppo.agents.batched_actor_critic`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define distribution() or dist()")
 
     def log_prob(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log pi(action | observation), computed from logits / log-densities."""
@@ -84,6 +94,7 @@ class StochasticPolicy(RecordsInitArgs, Agent):
         compute_entropy: bool = False,
         **kwargs,
     ) -> None:
+        """Act on ``env/env_obs[t]``, or score the action already there (see the module)."""
         observation = self.get(("env/env_obs", t))
         distribution = self.dist(observation)
         if predict_proba:
@@ -122,10 +133,12 @@ class DiscretePolicy(StochasticPolicy):
             observation_clip, observation_encoding,
         )  # fmt: skip
 
-    def dist(self, observation: torch.Tensor) -> LogitsCategorical:
-        return LogitsCategorical(self.model(self.features(observation)))
+    def distribution(self, output: torch.Tensor) -> LogitsCategorical:
+        """The categorical of logits `output` (normalized by one log-softmax)."""
+        return LogitsCategorical(output)
 
     def best_action(self, distribution: LogitsCategorical) -> torch.Tensor:
+        """The most likely action: the index of the largest logit."""
         return distribution.logits.argmax(dim=-1)
 
 
@@ -171,16 +184,27 @@ class GaussianPolicy(StochasticPolicy):
             self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     def dist(self, observation: torch.Tensor) -> DiagonalGaussian:
-        observation = self.features(observation)
-        mean = self.model(observation)
+        """The Gaussian for a batch of observations; its log-std from the features when
+        ``state_dependent_std`` (a second head), else the learned vector."""
+        if not self.state_dependent_std:
+            return super().dist(observation)
+        features = self.features(observation)
+        log_std = self.log_std_head(features).clamp(*self.log_std_bounds)
+        return DiagonalGaussian(self.model(features), log_std)
+
+    def distribution(self, output: torch.Tensor) -> DiagonalGaussian:
+        """The Gaussian of mean `output`, with the state-independent log-std.
+
+        With ``state_dependent_std`` the log-std depends on the features, which the
+        network output alone does not give: `dist` is the only way in then.
+        """
         if self.state_dependent_std:
-            log_std = self.log_std_head(observation).clamp(*self.log_std_bounds)
-        else:
-            log_std = self.log_std.expand_as(mean)
+            raise NotImplementedError("a state-dependent std needs the features: use dist()")
         # Log-probs and entropies are summed over action dimensions.
-        return DiagonalGaussian(mean, log_std)
+        return DiagonalGaussian(output, self.log_std.expand_as(output))
 
     def best_action(self, distribution: DiagonalGaussian) -> torch.Tensor:
+        """The mean: the most likely action of a Gaussian."""
         return distribution.mean
 
 
@@ -215,10 +239,12 @@ class MultiDiscretePolicy(StochasticPolicy):
             normalize_observations, observation_clip, observation_encoding,
         )  # fmt: skip
 
-    def dist(self, observation: torch.Tensor) -> MultiCategorical:
-        return MultiCategorical(self.model(self.features(observation)), self.action_sizes)
+    def distribution(self, output: torch.Tensor) -> MultiCategorical:
+        """One categorical per action dimension, each over its block of `output`."""
+        return MultiCategorical(output, self.action_sizes)
 
     def best_action(self, distribution: MultiCategorical) -> torch.Tensor:
+        """The most likely index of each action dimension."""
         return distribution.mode
 
 
@@ -247,10 +273,12 @@ class MultiBinaryPolicy(StochasticPolicy):
             observation_clip, observation_encoding,
         )  # fmt: skip
 
-    def dist(self, observation: torch.Tensor) -> IndependentBernoulli:
-        return IndependentBernoulli(self.model(self.features(observation)))
+    def distribution(self, output: torch.Tensor) -> IndependentBernoulli:
+        """One Bernoulli per bit, of logit `output`."""
+        return IndependentBernoulli(output)
 
     def best_action(self, distribution: IndependentBernoulli) -> torch.Tensor:
+        """The bits whose probability is above 1/2."""
         return distribution.mode
 
 

@@ -126,6 +126,7 @@ class EpisodicAlgo(RLBase):
     # -- checkpoints -------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
+        """Where this run's training checkpoint is written (``checkpoints/last.pt``)."""
         return checkpoint_file(self.base_dir)
 
     def save_checkpoint(self) -> Path:
@@ -145,6 +146,8 @@ class EpisodicAlgo(RLBase):
     per_rank_state: tuple[str, ...] = ("train_env", "last_step")
 
     def training_state(self) -> dict[str, Any]:
+        """What a checkpoint must hold, beyond the agents and optimizers, to resume exactly
+        (counters, RNG and env states); subclasses add their own and call this one."""
         return {
             **super().training_state(),
             "nb_rollouts": self.nb_rollouts,
@@ -155,6 +158,7 @@ class EpisodicAlgo(RLBase):
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore `training_state`'s result, refusing a checkpoint of other env wrappers."""
         wrappers = [describe_wrapper(wrapper) for wrapper in self.env_wrappers]
         if state["env_wrappers"] != wrappers:
             raise CheckpointMismatchError(

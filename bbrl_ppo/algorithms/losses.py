@@ -13,11 +13,14 @@ import torch
 
 @dataclass
 class SurrogateTerms:
-    """The policy loss and the diagnostics PPO users watch."""
+    """The policy loss and the diagnostics PPO users watch.
+
+    ``clip_fraction`` is None when it was not asked for (see `clipped_surrogate`).
+    """
 
     loss: torch.Tensor
     approx_kl: torch.Tensor
-    clip_fraction: torch.Tensor
+    clip_fraction: torch.Tensor | None
 
 
 def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,17 +52,26 @@ def clipped_surrogate(
     old_log_prob: torch.Tensor,
     advantages: torch.Tensor,
     clip_range: float,
+    *,
+    clip_fraction: bool = True,
 ) -> SurrogateTerms:
-    """``-E[min(r A, clip(r, 1-eps, 1+eps) A)]``, PPO-clip's objective (eq. 7), negated."""
+    """``-E[min(r A, clip(r, 1-eps, 1+eps) A)]``, PPO-clip's objective (eq. 7), negated.
+
+    With ``clip_fraction=False`` the fraction of clipped ratios is not computed (None):
+    five tensor operations that only a log reads (`PPOClip.update` asks for it on the
+    minibatches whose diagnostics it logs).
+    """
     log_ratio = log_prob - old_log_prob.detach()
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
     loss = -torch.min(unclipped, clipped).mean()
+    fraction = None
     with torch.no_grad():
-        clip_fraction = ((ratio - 1).abs() > clip_range).float().mean()
+        if clip_fraction:
+            fraction = ((ratio - 1).abs() > clip_range).float().mean()
         kl = approx_kl(log_ratio, ratio)
-    return SurrogateTerms(loss=loss, approx_kl=kl, clip_fraction=clip_fraction)
+    return SurrogateTerms(loss=loss, approx_kl=kl, clip_fraction=fraction)
 
 
 def kl_penalized_surrogate(

@@ -40,8 +40,9 @@ from typing import Any
 
 import torch
 from bbrl.workspace import Workspace
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
+from bbrl_ppo.agents.batched_actor_critic import BatchedActorCritic
 from bbrl_ppo.agents.networks import copy_parameters
 from bbrl_ppo.agents.normalizers import RewardScaler
 from bbrl_ppo.algorithms.advantages import generalized_advantages, transition_mask
@@ -73,6 +74,7 @@ from bbrl_ppo.distributed.statistics import (
     normalize_advantages_over_ranks,
 )
 from bbrl_ppo.errors import check_finite_parameters, check_finite_tensor, check_finite_value
+from bbrl_ppo.optim.flat_parameters import step_optimizer
 from bbrl_ppo.optim.setup import gradient_clipper, setup_optimizer
 
 
@@ -110,12 +112,23 @@ class PPOClip(EpisodicAlgo):
             frozen.requires_grad_(False)
 
         optimizer_config = dict(self.config.optimizer)
+        batched = (
+            BatchedActorCritic.for_agents(self.train_policy, self.critic_agent)
+            if algorithm.flat_parameters and algorithm.batched_actor_critic
+            else None
+        )
         self.policy_optimizer, self.critic_optimizer = (
             setup_optimizer(
-                optimizer_config, agent, prefer_fused=True, flat=algorithm.flat_parameters
+                optimizer_config,
+                agent,
+                prefer_fused=True,
+                flat=algorithm.flat_parameters,
+                flat_storage=batched.storage(index) if batched else None,
             )
-            for agent in (self.train_policy, self.critic_agent)
+            for index, agent in enumerate((self.train_policy, self.critic_agent))
         )
+        #: Policy and critic in one stacked pass during the update, when they allow it.
+        self._batched = batched if batched is not None and batched.bind() else None
         self._gradient_clippers = (
             gradient_clipper(self.policy_optimizer, self.train_policy),
             gradient_clipper(self.critic_optimizer, self.critic_agent),
@@ -139,6 +152,10 @@ class PPOClip(EpisodicAlgo):
         seed = rank_seed(algorithm.seed, self.distributed.rank)
         self._generator = torch.Generator().manual_seed(seed)
         self._minibatch_position = (0, 0)
+        #: Whether `train_minibatch` computes the diagnostics only a log reads (`update`).
+        self._diagnose = True
+        #: The entropy term of a step that neither needs nor logs it (its weight is 0).
+        self._no_entropy = torch.zeros((), device=self.device)
         # The first update's learning rate and clip range, so that each stage
         # (`train_minibatch`, `after_update`...) also runs on its own, as in a notebook.
         self._anneal()
@@ -149,6 +166,7 @@ class PPOClip(EpisodicAlgo):
 
     # -- training state ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
+        """`EpisodicAlgo`'s, plus the KL coefficient, minibatch RNG and episode statistics."""
         return {
             **super().training_state(),
             "steps_before_rollout": self.steps_before_rollout,
@@ -158,6 +176,7 @@ class PPOClip(EpisodicAlgo):
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore `training_state`'s result."""
         super().load_training_state(state)
         self.steps_before_rollout = int(state["steps_before_rollout"])
         self.kl_coef = float(state["kl_coef"])
@@ -243,13 +262,23 @@ class PPOClip(EpisodicAlgo):
         A short minibatch -- one transition, say -- would get a full gradient step from
         a very noisy estimate, with its advantages not normalized (a single value has
         no std). SB3 and CleanRL take the short step instead (SB3 warns once).
+
+        Returned means: ``policy_loss``, ``value_loss`` and ``approx_kl`` over every
+        minibatch; ``entropy`` (when its weight is 0) and ``clip_fraction``, which
+        only the log reads, over the last pass's minibatches (every minibatch when
+        ``target_kl`` may end the update before its last pass): their operations cost
+        a few percent of each step (BENCHMARKS.md, "Speed, round two").
         """
         self._anneal()
         totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
         count = 0
         self.stopped_early = False
+        algorithm = self.config.algorithm
         minibatches = self._minibatches_per_pass(len(rollout))
-        for opt_epoch in range(self.config.algorithm.opt_epochs):
+        last_pass = algorithm.opt_epochs - 1
+        for opt_epoch in range(algorithm.opt_epochs):
+            self._diagnose = algorithm.target_kl is not None or opt_epoch == last_pass
             for minibatch, batch in enumerate(self._minibatches(rollout, minibatches)):
                 self._minibatch_position = (opt_epoch, minibatch)
                 metrics = self.train_minibatch(batch)
@@ -258,13 +287,15 @@ class PPOClip(EpisodicAlgo):
                     break
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value
+                    counts[key] = counts.get(key, 0) + 1
                 count += 1
             if self.stopped_early:
                 break
+        self._diagnose = True
         where = f"after update {self.nb_rollouts + 1} ({self.nb_steps} env steps)"
         check_finite_parameters(self.train_policy, "policy", where)
         check_finite_parameters(self.critic_agent, "critic", where)
-        means = {key: value / max(count, 1) for key, value in totals.items()}
+        means = {key: value / counts[key] for key, value in totals.items()}
         means["minibatches"] = float(count)
         return means
 
@@ -300,42 +331,63 @@ class PPOClip(EpisodicAlgo):
         gradient computed, and dropped.
         """
         algorithm = self.config.algorithm
-        distribution = self.train_policy.dist(batch.observations)
+        distribution, values = self._policy_and_values(batch.observations)
         log_probs = distribution.log_prob(batch.actions)
         advantages = batch.advantages
         if algorithm.normalize_advantage:
             advantages = normalize_advantages_over_ranks(self.distributed, advantages)
         terms = self.policy_loss(batch, distribution, log_probs, advantages)
-        entropy = distribution.entropy().mean()
-        values = self.critic_agent.value(batch.observations)
+        diagnose = self._diagnose
+        # The entropy's operations are only worth it when the objective or a log reads it.
+        needs_entropy = diagnose or algorithm.entropy_coef != 0.0
+        entropy = distribution.entropy().mean() if needs_entropy else self._no_entropy
         critic_loss = value_loss(values, batch.old_values, batch.returns, algorithm.clip_range_vf)
-        diagnostics = torch.stack(
-            (terms.loss, critic_loss, entropy, terms.approx_kl, terms.clip_fraction)
-        ).detach()
+        watched = [terms.loss, critic_loss, terms.approx_kl]
+        if diagnose:
+            clip_fraction = terms.clip_fraction
+            watched += [entropy, clip_fraction if clip_fraction is not None else self._no_entropy]
+        diagnostics = torch.stack(watched).detach()
 
         self.policy_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        self.objective(terms.loss, entropy, critic_loss).backward()
+        self._backward(self.objective(terms.loss, entropy, critic_loss))
         diagnostics = self._gradient_averager(diagnostics, len(batch))
         # One synchronization for every diagnostic (and the target_kl test).
-        policy_value, value_value, entropy_value, kl_value, clip_value = diagnostics.tolist()
+        values_read = diagnostics.tolist()
+        policy_value, value_value, kl_value = values_read[:3]
         if algorithm.target_kl is not None and kl_value > 1.5 * algorithm.target_kl:
             return None
-        self._require_finite(
-            policy_loss=policy_value, value_loss=value_value, entropy=entropy_value
-        )
+        self._require_finite(policy_loss=policy_value, value_loss=value_value)
         max_norm = algorithm.max_grad_norm
         norms = torch.stack([clip(max_norm) for clip in self._gradient_clippers]).tolist()
         self._require_finite(policy_gradient_norm=norms[0], critic_gradient_norm=norms[1])
-        self.policy_optimizer.step()
-        self.critic_optimizer.step()
-        return {
-            "policy_loss": policy_value,
-            "value_loss": value_value,
-            "entropy": entropy_value,
-            "approx_kl": kl_value,
-            "clip_fraction": clip_value,
-        }
+        step_optimizer(self.policy_optimizer)
+        step_optimizer(self.critic_optimizer)
+        metrics = {"policy_loss": policy_value, "value_loss": value_value, "approx_kl": kl_value}
+        if diagnose:
+            self._require_finite(entropy=values_read[3])
+            metrics["entropy"] = values_read[3]
+            if terms.clip_fraction is not None:
+                metrics["clip_fraction"] = values_read[4]
+        return metrics
+
+    def _policy_and_values(self, observations: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """The training policy's distribution and the critic's values, with gradients.
+
+        In one stacked pass (`BatchedActorCritic`) when the agents allow it, else each
+        agent on its own: the same values up to float rounding.
+        """
+        batched = self._batched
+        if batched is not None and batched.serves(self.train_policy, self.critic_agent):
+            policy_output, values = batched(observations)
+            return self.train_policy.distribution(policy_output), values
+        return self.train_policy.dist(observations), self.critic_agent.value(observations)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._batched is not None:
+            self._batched.backward(loss)
+        else:
+            loss.backward()
 
     def objective(
         self, policy_loss: torch.Tensor, entropy: torch.Tensor, critic_loss: torch.Tensor
@@ -353,7 +405,13 @@ class PPOClip(EpisodicAlgo):
 
     def policy_loss(self, batch: Rollout, distribution, log_probs, advantages) -> SurrogateTerms:
         """PPO-clip's surrogate, with the (possibly annealed) clip range."""
-        return clipped_surrogate(log_probs, batch.old_log_probs, advantages, self.clip_range)
+        return clipped_surrogate(
+            log_probs,
+            batch.old_log_probs,
+            advantages,
+            self.clip_range,
+            clip_fraction=self._diagnose,
+        )
 
     def _require_finite(self, **values: float) -> None:
         """Raise `NumericalError` on the first non-finite value."""
@@ -435,6 +493,7 @@ class PPOClip(EpisodicAlgo):
         return self.nb_steps / elapsed if elapsed > 0 else math.nan
 
     def log_update(self, metrics: dict[str, float]) -> None:
+        """Write the update's metrics (``train/*``) and episode statistics (``rollout/*``)."""
         for name, value in metrics.items():
             if not math.isnan(value):
                 self.logger.add_log(f"train/{name}", value, self.nb_steps)
@@ -447,6 +506,7 @@ class PPOClip(EpisodicAlgo):
             )
 
     def progress_fields(self) -> dict[str, str]:
+        """The progress bar's fields, with the training episodes' mean return and length."""
         fields = super().progress_fields()
         if self.episodes:
             fields["ep_return"] = f"{self.episodes.mean_return():.1f}"
@@ -470,6 +530,7 @@ class PPOPenalty(PPOClip):
     """
 
     def update(self, rollout: Rollout) -> dict[str, float]:
+        """PPO-clip's update with the penalized objective, then ``kl_coef`` adapted to ``d``."""
         metrics = super().update(rollout)
         kl = self.policy_kl(rollout)
         metrics["kl_coef"] = self.kl_coef

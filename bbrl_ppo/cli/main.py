@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bbrl_ppo.cli.replay import REPLAY_SEED, replay
+from bbrl_ppo.config.packaged import resolve_config
 from bbrl_ppo.errors import (
     CollectiveError,
     EnvStepError,
@@ -30,16 +31,22 @@ def _add_replay_arguments(parser: argparse.ArgumentParser, default_episodes: int
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bbrl_ppo import __version__  # here: bbrl_ppo's __init__ imports this module
+
     parser = argparse.ArgumentParser(
         prog="bbrl-ppo", description="PPO for BBRL users: train, replay and evaluate agents."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="train PPO from a YAML config, with key=value overrides"
+        "train", help="train PPO from a packaged config or a YAML file, with key=value overrides"
     )
     train.add_argument(
-        "config", nargs="?", help="a YAML file, e.g. configs/cartpole.yaml (not with --resume)"
+        "config",
+        nargs="?",
+        help="a packaged config's name (bbrl-ppo configs lists them), e.g. cartpole, or a YAML "
+        "file, e.g. my_cartpole.yaml (not with --resume)",
     )
     train.add_argument(
         "--resume",
@@ -98,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_arguments(evaluate, default_episodes=10)
 
     # Commands that live in their own modules add their parser and set `handler`.
-    from bbrl_ppo.cli import plots, tuning
+    from bbrl_ppo.cli import configs, plots, tuning
 
+    configs.register(commands)
     plots.register(commands)
     tuning.register(commands)
     return parser
@@ -120,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threads < 1:
                 raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
+            if args.resume is None and args.config is not None:  # a name: its packaged file
+                args.config = str(resolve_config(args.config))
             if args.seeds is not None or (args.resume and is_experiment(args.resume)):
                 return train_seeds(args)
             if args.jobs is not None or args.name is not None:

@@ -11,15 +11,19 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bbrl_ppo.algorithms.ppo import ALGORITHMS, PPOClip
+from bbrl_ppo.config.packaged import missing_file_hint, resolve_config
 from bbrl_ppo.config.schema import ConfigError, validate_config
 from bbrl_ppo.errors import InvalidInputError, MissingFileError
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The validated configuration of a YAML file with ``key=value`` overrides."""
-    path = Path(path)
+    """The validated configuration of a YAML file with ``key=value`` overrides.
+
+    `path` may also name a packaged config (``"cartpole"``: ``bbrl-ppo configs`` lists them).
+    """
+    path = resolve_config(path)
     if not path.is_file():
-        raise MissingFileError(f"No config file {path}")
+        raise MissingFileError(f"No config file {path}{missing_file_hint(path)}")
     cfg = OmegaConf.load(path)
     malformed = [item for item in overrides if "=" not in item]
     if malformed:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from pathlib import Path
 from typing import Any
 
+from bbrl_ppo.config.packaged import resolve_config
 from bbrl_ppo.errors import UserError
 
 EPILOG = """\
@@ -53,7 +53,10 @@ def register(commands: Any) -> None:
     )
     if type(tune) is argparse.ArgumentParser:
         tune.__class__ = _IntermixedParser
-    tune.add_argument("config", help="a YAML file with a tune: section, e.g. configs/cartpole.yaml")
+    tune.add_argument(
+        "config",
+        help="a packaged config's name or a YAML file, with a tune: section, e.g. cartpole",
+    )
     tune.add_argument(
         "--trials", type=int, required=True, help="trials to run now (added to a resumed study)"
     )
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_study(
         StudyRequest(
-            config=Path(args.config),
+            config=resolve_config(args.config),
             trials=args.trials,
             overrides=tuple(args.overrides),
             jobs=args.jobs,

@@ -170,6 +170,10 @@ class AlgorithmConfig(EpisodicAlgorithmConfig):
     #: Each agent's parameters and gradients in one buffer: one gradient clipping and
     #: one optimizer step over one tensor (element-wise optimizers only; same updates).
     flat_parameters: bool = True
+    #: With flat parameters, policy and critic MLPs whose hidden layers have the same
+    #: shapes and activation run as one stacked network in the update (fewer, larger
+    #: operations; the same values up to float rounding). False: one pass per agent.
+    batched_actor_critic: bool = True
     normalize_observations: bool = False
     normalize_rewards: bool = False
     observation_clip: float = field(default=10.0, metadata=positive())
@@ -257,6 +261,12 @@ class TuneConfig:
 
 @dataclass
 class PPOConfig(RunConfig):
+    """A PPO run's whole configuration: the run's keys, ``algorithm`` and ``optimizer``.
+
+    Every key's type and default is written here once; a YAML config is checked against
+    it (`bbrl_ppo.config.resolution`), so that a typo is an error, not a silent default.
+    """
+
     base_dir: str = "${gym_env.env_name}/${algorithm.variant}-S${algorithm.seed}_${current_time:}"
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     #: The optimizer (classname) and its keyword arguments: see `default_optimizer`.

@@ -52,6 +52,7 @@ class DistributedContext:
 
     @property
     def is_distributed(self) -> bool:
+        """Whether the run has more than one process."""
         return self.world_size > 1
 
     def local_share(self, total: int, key: str) -> int:

@@ -14,7 +14,11 @@ from bbrl_ppo.persistence.registry import resolve_optimizer, unexpected_argument
 
 
 def setup_optimizer(
-    cfg_optimizer, *agents: nn.Module, prefer_fused: bool = False, flat: bool = False
+    cfg_optimizer,
+    *agents: nn.Module,
+    prefer_fused: bool = False,
+    flat: bool = False,
+    flat_storage: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.optim.Optimizer:
     """Build the optimizer named by ``cfg_optimizer.classname`` over the agents' parameters.
 
@@ -32,6 +36,8 @@ def setup_optimizer(
     moved into contiguous buffers (`bbrl_ppo.optim.flat_parameters`) when the optimizer
     updates each element on its own (Adam, SGD...): one optimizer step and one
     gradient clipping over one tensor. Other optimizers ignore `flat`.
+    `flat_storage`, a ``(data, grad)`` pair, places those buffers in memory the caller
+    owns (`bbrl_ppo.agents.batched_actor_critic`).
     """
     arguments = dict(cfg_optimizer)
     optimizer_class = resolve_optimizer(str(arguments.pop("classname")))
@@ -48,7 +54,7 @@ def setup_optimizer(
         )
     try:
         if flat and len(agents) == 1 and can_flatten(optimizer_class, agents[0]):
-            return flat_optimizer(optimizer_class, agents[0], **arguments)
+            return flat_optimizer(optimizer_class, agents[0], flat_storage, **arguments)
         parameters = [p for agent in agents for p in agent.parameters()]
         return optimizer_class(parameters, **arguments)
     except (TypeError, ValueError) as error:  # torch's own check of a value, e.g. betas

@@ -61,6 +61,7 @@ class RecordsInitArgs:
 
     @property
     def init_args(self) -> dict[str, Any]:
+        """The arguments the agent was built with, by name (a copy): what `save_agent` stores."""
         return dict(self.__dict__.get("_init_args", {}))
 
 

@@ -39,6 +39,8 @@ class Logger:
         self.logger.add_scalar(name, float(value), int(step))
 
     def log_losses(self, critic_loss, entropy_loss, actor_loss, step: int) -> None:
+        """Record the three losses of the bbrl notebooks (``critic_loss``, ``entropy_loss``,
+        ``actor_loss``) at env step `step`."""
         self.add_log("critic_loss", critic_loss, step)
         self.add_log("entropy_loss", entropy_loss, step)
         self.add_log("actor_loss", actor_loss, step)
@@ -68,11 +70,13 @@ class Logger:
         get_file_writer().add_event(start)
 
     def flush(self) -> None:
+        """Write what the writer holds to disk now (tensorboard reads only the files)."""
         flush = getattr(self.logger, "flush", None)
         if flush is not None:
             flush()
 
     def close(self) -> None:
+        """Close the writer, which writes what it still holds; log nothing after this."""
         self.logger.close()
 
 
