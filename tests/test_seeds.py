@@ -87,7 +87,9 @@ def test_seed_and_base_dir_overrides_are_refused(capsys):
 
 
 def test_ctrl_c_stops_every_seed_with_a_checkpoint_and_resume_finishes_them(tmp_path):
-    longer = [*TINY, "algorithm.max_steps=6000", "algorithm.eval_interval=1000"]
+    # Long enough (about 10 s a seed here) that both seeds are still training when the
+    # signal comes: at 6,000 steps a seed could finish before its sibling had started.
+    longer = [*TINY, "algorithm.max_steps=24000", "algorithm.eval_interval=4000"]
     command = [sys.executable, "-m", "bbrl_ppo", "train", CONFIG, *longer]
     command += ["--seeds", "1", "2", "--jobs", "2", "--name", "stopped"]
     parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,7 +108,7 @@ def test_ctrl_c_stops_every_seed_with_a_checkpoint_and_resume_finishes_them(tmp_
     for run in experiment.seeds:
         assert run.status == "stopped"
         assert (run.run_dir / "checkpoints" / "last.pt").is_file()
-        assert json.loads((run.run_dir / "progress.json").read_text())["nb_steps"] < 6000
+        assert json.loads((run.run_dir / "progress.json").read_text())["nb_steps"] < 24000
 
     assert main(["train", "--resume", str(experiment_dir), "--jobs", "2"]) == 0
     experiment = Experiment.load(experiment_dir)
