@@ -19,7 +19,9 @@ Pins itself to the last core with one torch thread, then prints:
 4. the cost of one small torch op (``x + 1`` on a 256x64 tensor), the floor that
    every one of the ~150 ops of a minibatch step pays;
 5. with ``--compile``: a hand-written PPO step for the same two 64x64 networks, eager
-   and under ``torch.compile`` (loss and optimizer step), with the compile time.
+   and under ``torch.compile`` (loss and optimizer step), with the compile time; then the
+   same step with policy and critic stacked into one batched MLP, eager and compiled,
+   interleaved with our default step: what an opt-in compilation would have to beat.
 
 To time an older version of the package, put its checkout first on the path:
 ``PYTHONPATH=/path/to/old/checkout python benchmarks/update_cost.py --phases-only``.
@@ -188,6 +190,88 @@ def hand_written_step(compiled: bool) -> tuple[float, float]:
     return first, (time.perf_counter() - start) / 300 * 1e3
 
 
+def stacked_hand_written_step(compiled: bool):
+    """A plain PPO-clip step with policy and critic as ONE stacked MLP, eager or compiled.
+
+    The two 64x64 networks' hidden layers are stacked to (2, in, out) and evaluated with
+    `torch.baddbmm` (three batched products instead of six), each agent's gradient norm
+    clipped from its own row, then fused Adam: the best eager form of the step that the
+    issue measured, and the form `torch.compile` would have to beat to be worth offering.
+    Returns the step function (compiled on its first call).
+    """
+    torch.manual_seed(0)
+    hidden = [
+        (torch.randn(2, 4, 64) * 0.5).requires_grad_(),
+        torch.zeros(2, 1, 64, requires_grad=True),
+        (torch.randn(2, 64, 64) * 0.1).requires_grad_(),
+        torch.zeros(2, 1, 64, requires_grad=True),
+    ]
+    policy_head = [(torch.randn(64, 2) * 0.01).requires_grad_(), torch.zeros(2, requires_grad=True)]
+    critic_head = [(torch.randn(64, 1) * 0.1).requires_grad_(), torch.zeros(1, requires_grad=True)]
+    parameters = [*hidden, *policy_head, *critic_head]
+    optimizer = torch.optim.Adam(parameters, lr=3e-4, fused=True)
+    obs, actions = torch.randn(256, 4), torch.randint(0, 2, (256,))
+    advantages, old_log_probs, returns = torch.randn(256), torch.randn(256), torch.randn(256)
+
+    def loss_fn() -> torch.Tensor:
+        w1, b1, w2, b2 = hidden
+        features = torch.tanh(torch.baddbmm(b1, obs.expand(2, -1, -1), w1))
+        features = torch.tanh(torch.baddbmm(b2, features, w2))
+        policy_features, critic_features = features.unbind(0)
+        logits = torch.addmm(policy_head[1], policy_features, policy_head[0])
+        log_probs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+        ratio = torch.exp(log_probs - old_log_probs)
+        clipped = ratio.clamp(0.8, 1.2) * advantages
+        policy_loss = -torch.min(ratio * advantages, clipped).mean()
+        values = torch.addmm(critic_head[1], critic_features, critic_head[0]).squeeze(1)
+        return policy_loss + 0.5 * ((values - returns) ** 2).mean()
+
+    loss = torch.compile(loss_fn) if compiled else loss_fn
+
+    def clip_each_agent() -> None:
+        # Each agent's squared norm: its row of the stacked grads plus its head.
+        rows = torch.stack([p.grad.flatten(1).square().sum(1) for p in hidden]).sum(0)
+        heads = [sum(p.grad.square().sum() for p in head) for head in (policy_head, critic_head)]
+        norms = (rows + torch.stack(heads)).sqrt()
+        scales = (0.5 / (norms + 1e-6)).clamp(max=1.0)
+        for p in hidden:
+            p.grad.mul_(scales.view(2, *([1] * (p.dim() - 1))))
+        for scale, head in zip(scales.unbind(0), (policy_head, critic_head), strict=True):
+            for p in head:
+                p.grad.mul_(scale)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        loss().backward()
+        clip_each_agent()
+        optimizer.step()
+
+    return step
+
+
+def compile_table(rounds: int = 10) -> None:
+    """Eager vs compiled stacked steps beside our default, interleaved rounds of 40 steps."""
+    steps = {"stacked, eager": stacked_hand_written_step(False)}
+    compiled = stacked_hand_written_step(True)
+    start = time.perf_counter()
+    compiled()
+    print(f"  stacked, torch.compile: first call (compilation) {time.perf_counter() - start:.1f} s")
+    steps["stacked, torch.compile"] = compiled
+    algo, batch = minibatch_setup("fused", True, batched=True)
+    steps["ours, default (eager)"] = lambda: algo.train_minibatch(batch)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(5):
+                step()
+            start = time.perf_counter()
+            for _ in range(40):
+                step()
+            times[name].append((time.perf_counter() - start) / 40 * 1e3)
+    for name, values in times.items():
+        print(f"  {name:<24} {statistics.median(values):.2f} ms/step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000, help="env steps of the timed run")
@@ -241,6 +325,8 @@ def main() -> None:
             first, per_step = hand_written_step(compiled)
             label = "torch.compile" if compiled else "eager"
             print(f"  {label:<14} first call {first:.1f} s, then {per_step:.2f} ms/step")
+        print("\npolicy and critic stacked, hand-written, vs ours (ms, 10 interleaved rounds):")
+        compile_table()
 
 
 if __name__ == "__main__":

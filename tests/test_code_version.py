@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bbrl_ppo.persistence import code_version
 from bbrl_ppo.persistence.code_version import source_fingerprint
 
 
@@ -42,3 +43,21 @@ def test_the_package_fingerprint_covers_its_sub_packages():
     package = Path(__import__("bbrl_ppo").__file__).parent
     assert any(path.parent != package for path in package.rglob("*.py"))
     assert len(source_fingerprint()) == 16
+
+
+def test_a_process_fingerprints_its_code_once(monkeypatch):
+    # Every checkpoint asks; parsing the package each time cost about a second a checkpoint.
+    calls = []
+    monkeypatch.setattr(
+        code_version, "source_fingerprint", lambda: calls.append(1) or "0123456789abcdef"
+    )
+    code_version._running_code_versions.cache_clear()
+    try:
+        first = code_version.code_versions()
+        first["torch"] = "edited by a caller"
+        second = code_version.code_versions()
+    finally:
+        code_version._running_code_versions.cache_clear()
+    assert calls == [1]
+    assert second["bbrl_ppo source"] == "0123456789abcdef"
+    assert second["torch"] != "edited by a caller"  # callers get copies

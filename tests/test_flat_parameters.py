@@ -175,14 +175,20 @@ def test_fast_step_is_bit_identical_to_torchs_step(optimizer_class, arguments):
 
 
 def test_fast_step_goes_through_step_when_something_listens():
-    network, optimizer, _, _ = _flat_pair(torch.optim.Adam, lr=1e-2, fused=True)
+    network, optimizer, reference_parameter, reference = _flat_pair(
+        torch.optim.Adam, lr=1e-2, fused=True
+    )
     calls = []
     handle = optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
-    for step in range(2):
+    for step in range(3):
         optimizer.zero_grad()
         _loss(network, step).backward()
+        reference_parameter.grad = optimizer.flat_parameters.grad.clone()
         optimizer.fast_step()
-    assert calls == ["pre", "pre"]
+        reference.step()
+    assert calls == ["pre", "pre", "pre"]  # once a step, through torch's wrapper
+    # ... and the step behind the wrapper is still the same update as torch's.
+    assert torch.equal(optimizer.flat_parameters.data, reference_parameter.detach())
     handle.remove()
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     with warnings.catch_warnings():

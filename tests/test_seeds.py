@@ -79,6 +79,20 @@ def test_a_failing_seed_is_reported_and_the_others_finish(capsys):
     assert "seed 2 failed" in out and "simulator diverged" in out
 
 
+def test_resume_by_a_relative_path_runs_a_pending_seed_in_the_experiment(capsys):
+    assert main(["train", CONFIG, *TINY, "--seeds", "1", "--name", "relative"]) == 0
+    # Seed 2 never started (as after a Ctrl-C before its turn with --jobs 1).
+    state_file = Path("outputs/relative/experiment.json")
+    state = json.loads(state_file.read_text())
+    state["seeds"]["2"] = {"status": "pending", "returncode": None, "error": None}
+    state_file.write_text(json.dumps(state))
+    assert main(["train", "--resume", "outputs/relative", "--jobs", "1"]) == 0
+    assert _evals(Path("outputs/relative/seed-2"))  # its files, in the experiment
+    assert not Path("outputs/outputs").exists()
+    experiment = Experiment.load("outputs/relative")
+    assert [(run.seed, run.status) for run in experiment.seeds] == [(1, "done"), (2, "done")]
+
+
 def test_seed_and_base_dir_overrides_are_refused(capsys):
     assert main(["train", CONFIG, "algorithm.seed=3", "--seeds", "1", "2"]) == 2
     assert "remove 'algorithm.seed=3'" in capsys.readouterr().err

@@ -21,6 +21,11 @@ one of its episode):
   the transitions counted, and the next batch of episodes starts from states that
   do not depend on how long the other envs' episodes lasted.
 
+``vectorization="vector"`` steps the env's own vector implementation (gymnasium's
+``vector_entry_point``, e.g. `CartPoleVectorEnv`) instead of one Python env per
+index: the same layout, with the seeding and hold that `VectorGymAgent` describes
+(a vector implementation does step its finished envs; the agent hides those steps).
+
 Spaces are checked when the agent is created (`bbrl_ppo.agents.spaces`);
 observations are written as the env gives them (policies encode them), and a
 non-finite float observation stops the run with a `NumericalError` naming the env.
@@ -39,11 +44,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from bbrl.agents import Agent
-from gymnasium.envs.registration import load_env_creator
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from bbrl_ppo.agents.episode_tracker import ENV_VARIABLES, EpisodeTracker
-from bbrl_ppo.agents.full_episodes import HoldAfterEpisodeEnd, episode_end_flags
+from bbrl_ppo.agents.full_episodes import HeldEpisodes, HoldAfterEpisodeEnd, episode_end_flags
 from bbrl_ppo.agents.spaces import (
     INTEGER_SPACES,
     action_size,
@@ -61,9 +66,16 @@ EVAL_SEED_OFFSET = 1_000_003
 
 EnvWrapper = Callable[[gym.Env], gym.Env]
 
-VECTORIZATIONS = ("sync", "async")
+#: How the envs are stepped: gymnasium's `SyncVectorEnv` (a loop over envs in this
+#: process), `AsyncVectorEnv` (one subprocess per env), or the env's own vector
+#: implementation, registered as its ``vector_entry_point`` (arrays over all envs).
+VECTORIZATIONS = ("sync", "async", "vector")
 #: Keyword arguments `gymnasium.make` takes itself, whatever the env.
 _MAKE_ARGUMENTS = ("max_episode_steps", "disable_env_checker")
+#: Arguments of a vector entry point that `gymnasium.make_vec` gives itself.
+_MAKE_VEC_ARGUMENTS = ("num_envs",)
+#: Exclusive upper bound of the seeds an env agent draws for its resets.
+_SEED_BOUND = 2**63
 
 
 def make_env(
@@ -103,16 +115,70 @@ def _unknown_env_message(env_name: str) -> str:
     )
 
 
-def _check_env_args(env_name: str, env_args: dict[str, Any]) -> None:
+def make_vector_implementation(
+    env_name: str,
+    num_envs: int,
+    *,
+    env_args: dict[str, Any] | None = None,
+    wrappers: Sequence[EnvWrapper] = (),
+    render_mode: str | None = None,
+) -> VectorEnv:
+    """Create `num_envs` envs as the env's own vector implementation (`gymnasium.make_vec`).
+
+    Only envs registered with a ``vector_entry_point`` have one (CartPole's
+    `CartPoleVectorEnv` steps all its envs in a few numpy operations). `env_args`
+    go to that implementation's constructor, which takes the time limit
+    (``max_episode_steps``) itself. Per-env wrappers cannot be applied to it, and
+    the env agent's layout needs gymnasium's next-step auto-reset: both are refused.
+    """
+    if wrappers:
+        names = [getattr(wrapper, "__qualname__", repr(wrapper)) for wrapper in wrappers]
+        raise InvalidInputError(
+            f"vectorization='vector' steps all {env_name} envs in one array operation, so the "
+            f"env wrappers {names} cannot be applied to each env: use vectorization='sync' "
+            "with wrappers"
+        )
+    spec = _registered_spec(env_name)
+    if spec is None:
+        raise InvalidInputError(_unknown_env_message(env_name))
+    if spec.vector_entry_point is None:
+        raise InvalidInputError(
+            f"{env_name} has no vector implementation (no vector_entry_point in its "
+            f"registration), so vectorization='vector' cannot step it; the registered envs "
+            f"that have one: {', '.join(vector_entry_point_ids())}. Use 'sync' or 'async'."
+        )
+    kwargs = dict(env_args or {})
+    _check_env_args(env_name, kwargs, vector=True)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    envs = gym.make_vec(spec.id, num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    mode = envs.metadata.get("autoreset_mode")
+    if mode is None or AutoresetMode(mode) is not AutoresetMode.NEXT_STEP:
+        envs.close()
+        raise InvalidInputError(
+            f"The vector implementation of {env_name} ({type(envs).__name__}) auto-resets in "
+            f"mode {mode}; the env agent needs {AutoresetMode.NEXT_STEP} (an ended episode's "
+            "final observation, then a reset step): use vectorization='sync'"
+        )
+    return envs
+
+
+def vector_entry_point_ids() -> list[str]:
+    """The ids registered in gymnasium that have a vector implementation."""
+    return [env_id for env_id, spec in gym.registry.items() if spec.vector_entry_point]
+
+
+def _check_env_args(env_name: str, env_args: dict[str, Any], *, vector: bool = False) -> None:
     """Refuse an argument the env's constructor does not take, naming those it takes.
 
     gymnasium would raise a TypeError from deep inside `gymnasium.make`. An env
     whose constructor takes ``**kwargs``, or one that cannot be looked up here (an
-    unknown id: `gymnasium.make` says so), is left to gymnasium.
+    unknown id: `gymnasium.make` says so), is left to gymnasium. With `vector`,
+    the constructor is the env's vector implementation.
     """
     if not env_args:
         return
-    creator = _env_creator(env_name)
+    creator = _env_creator(env_name, vector=vector)
     if creator is None:
         return
     try:
@@ -123,33 +189,45 @@ def _check_env_args(env_name: str, env_args: dict[str, Any]) -> None:
         return
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     accepted = [parameter.name for parameter in parameters if parameter.kind in named]
-    accepted = [name for name in accepted if name != "self"] + list(_MAKE_ARGUMENTS)
+    given_by_gymnasium = ("self", *_MAKE_VEC_ARGUMENTS) if vector else ("self",)
+    accepted = [name for name in accepted if name not in given_by_gymnasium]
+    if not vector:
+        accepted += list(_MAKE_ARGUMENTS)
     unknown = [key for key in env_args if key not in accepted]
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), accepted, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        which = f"the vector implementation of {env_name}" if vector else env_name
         raise InvalidInputError(
             f"Unknown env argument{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(map(repr, unknown))} for {env_name} (gym_env.env_args){hint}: "
+            f"{', '.join(map(repr, unknown))} for {which} (gym_env.env_args){hint}: "
             f"it accepts {', '.join(accepted)}"
         )
 
 
-def _env_creator(env_name: str) -> Callable[..., Any] | None:
-    """The callable `gymnasium.make` would call for `env_name`, or None if not found."""
+def _registered_spec(env_name: str) -> EnvSpec | None:
+    """The registration of `env_name` (its module imported first), or None if not found."""
     module, _, env_id = env_name.rpartition(":")
     if module:
         try:
             importlib.import_module(module)
         except ImportError:
             return None  # gymnasium.make reports it
-    spec = gym.registry.get(env_id)
-    if spec is None or spec.entry_point is None:
+    return gym.registry.get(env_id)
+
+
+def _env_creator(env_name: str, *, vector: bool = False) -> Callable[..., Any] | None:
+    """The callable `gymnasium.make` (`make_vec` with `vector`) would call, or None."""
+    spec = _registered_spec(env_name)
+    if spec is None:
         return None
-    if callable(spec.entry_point):
-        return spec.entry_point
+    entry_point = spec.vector_entry_point if vector else spec.entry_point
+    if entry_point is None:
+        return None
+    if callable(entry_point):
+        return entry_point
     try:
-        return load_env_creator(spec.entry_point)
+        return load_env_creator(entry_point)
     except (ImportError, AttributeError, ValueError):
         return None
 
@@ -164,17 +242,32 @@ class VectorGymAgent(Agent):
         wrappers: callables ``env -> env`` applied to each env, in order.
         autoreset: True for continuing rollouts (training), False for full
             episodes (evaluation).
-        vectorization: ``"sync"`` (one process, the fastest for cheap envs) or
-            ``"async"`` (one subprocess per env, for envs whose step is costly).
+        vectorization: ``"sync"`` (one process, the fastest for cheap envs),
+            ``"async"`` (one subprocess per env, for envs whose step is costly) or
+            ``"vector"`` (the env's own vector implementation, for the ids that have
+            one, see `make_vector_implementation`: no per-env Python at all).
         seed: env i is first reset with ``seed + i``; a sequence gives each env's
             seed. Later resets follow each env's own RNG, so the same seed gives the
-            same workspace run after run.
+            same workspace run after run. With ``"vector"``, see below.
         render_mode: forwarded to `gymnasium.make` (``"rgb_array"`` for videos).
         device: where the variables are written, the policy's device. The envs step
             on the CPU: each step's variables are moved there once, and the actions
             read back from it.
         input_string: the action variable read at t-1.
         output_string: the prefix of the variables written.
+
+    With ``vectorization="vector"`` all envs share the implementation's one
+    generator, reset with the first seed (`seed`; a sequence's first): env i's
+    episodes are then not those of ``"sync"``'s ``seed + i`` (the same task,
+    statistically, not the same start states), and the same seed still gives the
+    same workspace run after run. A distributed run seeds each rank's envs with
+    ``seed`` + the index of its first env in the run, so its envs are not those of
+    a single process either. In full-episode mode the implementation keeps stepping
+    the envs whose episode ended, with hidden auto-resets that draw from that
+    generator: the agent hides them (`HeldEpisodes`) and reseeds the generator at
+    every ``t=0`` with a seed drawn from a stream of its own (made from `seed`, or
+    from fresh entropy when there is none), so that an evaluation's start states do
+    not depend on how the policy played the previous one.
     """
 
     def __init__(
@@ -203,6 +296,7 @@ class VectorGymAgent(Agent):
         self.env_name = env_name
         self.num_envs = num_envs
         self.autoreset = autoreset
+        self.vectorization = vectorization
         self.input = input_string
         self.output = output_string
         self._seeds = _expand_seeds(seed, num_envs)
@@ -210,26 +304,18 @@ class VectorGymAgent(Agent):
         #: None on the CPU, where the tracker's tensors are written as they are.
         self._device = None if device.type == "cpu" else device
 
-        # Fails early, with our message, on an unknown id, a bad argument or a bad space:
-        # before any env is stepped.
-        probe = make_env(env_name, env_args=env_args, wrappers=wrappers)
-        self.observation_space = probe.observation_space
-        self.action_space = probe.action_space
-        probe.close()
-        check_observation_space(self.observation_space, env_name)
-        check_action_space(self.action_space, env_name)
+        if vectorization == "vector":
+            self.envs: VectorEnv = self._vector_implementation(
+                env_name, env_args, wrappers, render_mode
+            )
+        else:
+            self.envs = self._gymnasium_vector_env(env_name, env_args, wrappers, render_mode)
+        hold_here = vectorization == "vector" and not autoreset
+        #: Full-episode mode over a vector implementation: the hold, and the stream
+        #: of seeds of its resets (None otherwise).
+        self._hold = HeldEpisodes(num_envs) if hold_here else None
+        self._reset_seeds = _seed_stream(self._seeds) if hold_here else None
 
-        if not autoreset:
-            wrappers = (*wrappers, HoldAfterEpisodeEnd)
-        env_fn = partial(
-            make_env, env_name, env_args=env_args, wrappers=tuple(wrappers), render_mode=render_mode
-        )
-        vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
-        # copy=False: the tracker copies observations into tensors it owns, so the
-        # vector env's own defensive deepcopy would be a second copy. Full-episode
-        # mode: the envs hide their episode ends, and the vector env never resets.
-        mode = AutoresetMode.NEXT_STEP if autoreset else AutoresetMode.DISABLED
-        self.envs: VectorEnv = vector_class([env_fn] * num_envs, copy=False, autoreset_mode=mode)
         # bbrl's layout: float observations as float32, others as int64.
         floating = np.issubdtype(self.observation_space.dtype, np.floating)
         obs_dtype = np.dtype(np.float32 if floating else np.int64)
@@ -248,9 +334,59 @@ class VectorGymAgent(Agent):
         start = getattr(self.action_space, "start", None)
         self._action_start = start if start is not None and np.any(start != 0) else None
 
+    def _vector_implementation(
+        self,
+        env_name: str,
+        env_args: dict[str, Any] | None,
+        wrappers: Sequence[EnvWrapper],
+        render_mode: str | None,
+    ) -> VectorEnv:
+        """The env's own vector implementation (`make_vector_implementation`); sets the spaces."""
+        envs = make_vector_implementation(
+            env_name, self.num_envs, env_args=env_args, wrappers=wrappers, render_mode=render_mode
+        )
+        self.observation_space = envs.single_observation_space
+        self.action_space = envs.single_action_space
+        check_observation_space(self.observation_space, env_name)
+        check_action_space(self.action_space, env_name)
+        return envs
+
+    def _gymnasium_vector_env(
+        self,
+        env_name: str,
+        env_args: dict[str, Any] | None,
+        wrappers: Sequence[EnvWrapper],
+        render_mode: str | None,
+    ) -> VectorEnv:
+        """A `SyncVectorEnv` or `AsyncVectorEnv` over envs made by `make_env`; sets the spaces."""
+        # Fails early, with our message, on an unknown id, a bad argument or a bad space:
+        # before any env is stepped.
+        probe = make_env(env_name, env_args=env_args, wrappers=wrappers)
+        self.observation_space = probe.observation_space
+        self.action_space = probe.action_space
+        probe.close()
+        check_observation_space(self.observation_space, env_name)
+        check_action_space(self.action_space, env_name)
+
+        if not self.autoreset:
+            wrappers = (*wrappers, HoldAfterEpisodeEnd)
+        env_fn = partial(
+            make_env, env_name, env_args=env_args, wrappers=tuple(wrappers), render_mode=render_mode
+        )
+        vector_class = SyncVectorEnv if self.vectorization == "sync" else AsyncVectorEnv
+        # copy=False: the tracker copies observations into tensors it owns, so the
+        # vector env's own defensive deepcopy would be a second copy. Full-episode
+        # mode: the envs hide their episode ends, and the vector env never resets.
+        mode = AutoresetMode.NEXT_STEP if self.autoreset else AutoresetMode.DISABLED
+        return vector_class([env_fn] * self.num_envs, copy=False, autoreset_mode=mode)
+
     # -- the bbrl GymAgent interface --------------------------------------------------
     def seed(self, seed: int | Sequence[int]) -> VectorGymAgent:
-        """Set the seeds used by the next reset (then they are forgotten)."""
+        """Set the seeds used by the next reset (then they are forgotten).
+
+        In full-episode mode over a vector implementation, the stream of reset
+        seeds restarts from the first seed at that reset.
+        """
         self._seeds = _expand_seeds(seed, self.num_envs)
         return self
 
@@ -293,11 +429,12 @@ class VectorGymAgent(Agent):
     def forward(self, t: int, **kwargs) -> None:
         """Reset every env at ``t == 0``, else step them with ``action[t-1]``; write ``env/*``."""
         if t == 0:
-            seeds, self._seeds = self._seeds, None
             try:
-                observations, _ = self.envs.reset(seed=seeds)
+                observations, _ = self.envs.reset(seed=self._next_reset_seeds())
             except Exception as error:
                 raise self._env_failure(error, "reset", None) from error
+            if self._hold is not None:
+                self._hold.reset()
             if self._check_observations:
                 self._require_finite(observations, None)
             frame = self._tracker.reset(observations)
@@ -307,7 +444,11 @@ class VectorGymAgent(Agent):
                 observations, rewards, terminated, truncated, infos = self.envs.step(actions)
             except Exception as error:
                 raise self._env_failure(error, "step", actions) from error
-            if not self.autoreset:
+            if self._hold is not None:
+                observations, rewards, terminated, truncated = self._hold.step(
+                    observations, rewards, terminated, truncated
+                )
+            elif not self.autoreset:
                 terminated, truncated = episode_end_flags(infos, self.num_envs)
             if self._check_observations:
                 self._require_finite(observations, actions)
@@ -315,6 +456,21 @@ class VectorGymAgent(Agent):
         if self._device is not None:
             frame = [value.to(self._device) for value in frame]
         self._writer.write(self.workspace, t, frame)
+
+    def _next_reset_seeds(self) -> int | list[int] | None:
+        """The seed(s) of a reset at ``t=0``: the pending ones, then forgotten.
+
+        A vector implementation has one generator, reset with one seed. In
+        full-episode mode it is reseeded at every reset, from the agent's stream.
+        """
+        seeds, self._seeds = self._seeds, None
+        if self.vectorization != "vector":
+            return seeds
+        if self._reset_seeds is None:
+            return None if seeds is None else seeds[0]
+        if seeds is not None:
+            self._reset_seeds = _seed_stream(seeds)
+        return int(self._reset_seeds.integers(_SEED_BOUND))
 
     def _require_finite(self, observations: np.ndarray, actions: np.ndarray | None) -> None:
         """Raise `NumericalError` naming the first env that returned a NaN or inf observation.
@@ -411,11 +567,15 @@ class VectorGymAgent(Agent):
         ``state["envs"]["exact"]`` is False when some env state could not be
         captured (see `bbrl_ppo.persistence.env_state`).
         """
-        return {
+        state = {
             "envs": capture_vector_env(self.envs),
             "tracker": self._tracker.get_state(),
             "seeds": self._seeds,
         }
+        if self._hold is not None:
+            state["hold"] = self._hold.get_state()
+            state["reset_seeds"] = self._reset_seeds.bit_generator.state
+        return state
 
     def set_state(self, state: dict[str, Any]) -> bool:
         """Restore `get_state`'s result; returns whether the envs are exactly restored.
@@ -425,6 +585,9 @@ class VectorGymAgent(Agent):
         restore_vector_env(self.envs, state["envs"])
         self._tracker.set_state(state["tracker"])
         self._seeds = state["seeds"]
+        if self._hold is not None:
+            self._hold.set_state(state["hold"])
+            self._reset_seeds.bit_generator.state = state["reset_seeds"]
         return bool(state["envs"]["exact"])
 
     # -- rendering and cleanup --------------------------------------------------------
@@ -435,6 +598,15 @@ class VectorGymAgent(Agent):
     def close(self) -> None:
         """Close the vector env (and its subprocesses for ``vectorization='async'``)."""
         self.envs.close()
+
+
+def _seed_stream(seeds: list[int] | None) -> np.random.Generator:
+    """The generator of an agent's reset seeds: from its first seed, or fresh entropy.
+
+    Drawn once, at creation, the entropy makes the stream independent of whatever
+    the envs and policies do later.
+    """
+    return np.random.default_rng(None if seeds is None else seeds[0])
 
 
 def _expand_seeds(seed: int | Sequence[int] | None, num_envs: int) -> list[int] | None:

@@ -71,7 +71,8 @@ class GymEnvConfig:
     env_name: str = REQUIRED
     #: Keyword arguments of gymnasium.make.
     env_args: dict[str, Any] = field(default_factory=dict)
-    #: "sync" (one process) or "async" (one subprocess per env).
+    #: "sync" (one process), "async" (one subprocess per env) or "vector" (the env's own
+    #: numpy implementation, for ids registered with a vector entry point: CartPole).
     vectorization: str = field(default="sync", metadata=one_of(*VECTORIZATIONS))
 
 

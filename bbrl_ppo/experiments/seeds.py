@@ -120,7 +120,13 @@ class Experiment:
 
     @classmethod
     def load(cls, directory: str | Path) -> Experiment:
-        directory = Path(directory)
+        """The experiment saved in `directory`, its paths made absolute.
+
+        A seed that starts afresh gets its run directory as ``base_dir``, and a relative
+        ``base_dir`` is read under ``outputs/``: ``--resume outputs/NAME`` would
+        otherwise send the seeds that never started to ``outputs/outputs/NAME``.
+        """
+        directory = Path(directory).resolve()
         path = directory / EXPERIMENT_FILE
         if not path.is_file():
             raise MissingFileError(f"{directory} is not an experiment directory (no {path.name})")

@@ -186,12 +186,11 @@ class FlatGradientsOptimizer:
         this optimizer's ``step``: then the update is made directly (the same values);
         otherwise `step` is called, wrapper and all.
         """
-        patched = "step" in vars(self)  # a scheduler wraps the instance's step
-        if patched or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
-            self.step()
-            return
         if (
-            _optimizer_module._global_optimizer_pre_hooks
+            "step" in vars(self)  # a scheduler wraps the instance's step
+            or self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+            or _optimizer_module._global_optimizer_pre_hooks
             or _optimizer_module._global_optimizer_post_hooks
         ):
             self.step()
@@ -201,7 +200,11 @@ class FlatGradientsOptimizer:
             self.step()
 
     def _fused_adam_step(self) -> bool:
-        """torch's fused Adam update of the flat tensor, if nothing asks for more; done?"""
+        """torch's fused Adam update of the flat tensor, if the group allows it; done?
+
+        Hooks are not its concern: `step` is reached through torch's wrapper, which has
+        run them, and `fast_step` only comes here when there are none.
+        """
         if not isinstance(self, torch.optim.Adam) or len(self.param_groups) != 1:
             return False
         group = self.param_groups[0]
@@ -211,10 +214,6 @@ class FlatGradientsOptimizer:
             or group["differentiable"]
             or group["capturable"]
             or isinstance(group["lr"], torch.Tensor)
-            or self._optimizer_step_pre_hooks
-            or self._optimizer_step_post_hooks
-            or _optimizer_module._global_optimizer_pre_hooks
-            or _optimizer_module._global_optimizer_post_hooks
         ):
             return False
         parameter = self.flat_parameters.data
