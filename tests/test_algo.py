@@ -53,11 +53,29 @@ def config(**algorithm):
 class UntrainedDiscrete(EpisodicAlgo):
     """The smallest algorithm: an untrained policy, nothing learnt."""
 
+    #: Every instance of the running test, closed after it (`_close_algorithms`).
+    made: list["UntrainedDiscrete"] = []
+
     def __init__(self, cfg, autoreset=True, env_wrappers=()):
         super().__init__(cfg, autoreset=autoreset, env_wrappers=env_wrappers)
+        UntrainedDiscrete.made.append(self)
         obs_size, act_size = self.train_env.get_obs_and_actions_sizes()
         self.train_policy = DiscretePolicy(obs_size, [8], act_size)
         self.eval_policy = KWAgentWrapper(self.train_policy, stochastic=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_algorithms():
+    """Stop each test's tensorboard writers with the test.
+
+    Left open, a writer's thread flushes two minutes later, into a temporary directory
+    that pytest has removed by then (a warning from another test's time).
+    """
+    yield
+    while UntrainedDiscrete.made:
+        algo = UntrainedDiscrete.made.pop()
+        if algo.logger is not None:
+            algo.logger.close()
 
 
 def test_count_transitions_skips_reset_steps_and_the_copied_step():
