@@ -118,11 +118,16 @@ def test_a_run_resumed_from_any_checkpoint_matches_the_uninterrupted_run(algo_cl
         assert resumed.nb_steps == int(checkpoint.stem)
         resumed.run()
         resumed.close()
-        assert eval_rows(resumed_dir) == eval_rows(run)
-        parameters, steps = final_parameters(resumed_dir)
-        expected_parameters, expected_steps = final_parameters(run)
-        assert steps == expected_steps
-        assert_same_parameters(parameters, expected_parameters)
+        assert_resumed_run_matches(resumed_dir, run)
+
+
+def assert_resumed_run_matches(resumed_dir, run):
+    """The resumed run wrote the uninterrupted run's evaluations and ended on its parameters."""
+    assert eval_rows(resumed_dir) == eval_rows(run)
+    parameters, steps = final_parameters(resumed_dir)
+    expected_parameters, expected_steps = final_parameters(run)
+    assert steps == expected_steps
+    assert_same_parameters(parameters, expected_parameters)
 
 
 class StopsItselfWithSigterm(PPOClip):

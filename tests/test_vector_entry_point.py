@@ -23,13 +23,7 @@ from bbrl_ppo.errors import InvalidInputError
 from bbrl_ppo.persistence.training_checkpoint import last_step, workspace_ending_with
 from tests.scripted import ScriptedActions, random_actions
 from tests.test_env_agent import ENV_VARIABLES
-from tests.test_resume import (
-    RecordingClip,
-    assert_same_parameters,
-    eval_rows,
-    final_parameters,
-    run_dir_from,
-)
+from tests.test_resume import RecordingClip, assert_resumed_run_matches, run_dir_from
 from tests.test_resume import config as resume_config
 
 
@@ -367,8 +361,4 @@ def test_a_training_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(
     assert resumed.new_episodes_reason is None  # the envs were restored, not restarted
     resumed.run()
     resumed.close()
-    assert eval_rows(resumed_dir) == eval_rows(run)
-    parameters, steps = final_parameters(resumed_dir)
-    expected_parameters, expected_steps = final_parameters(run)
-    assert steps == expected_steps
-    assert_same_parameters(parameters, expected_parameters)
+    assert_resumed_run_matches(resumed_dir, run)

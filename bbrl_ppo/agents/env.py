@@ -345,11 +345,17 @@ class VectorGymAgent(Agent):
         envs = make_vector_implementation(
             env_name, self.num_envs, env_args=env_args, wrappers=wrappers, render_mode=render_mode
         )
-        self.observation_space = envs.single_observation_space
-        self.action_space = envs.single_action_space
-        check_observation_space(self.observation_space, env_name)
-        check_action_space(self.action_space, env_name)
+        self._set_spaces(envs.single_observation_space, envs.single_action_space, env_name)
         return envs
+
+    def _set_spaces(
+        self, observation_space: gym.Space, action_space: gym.Space, env_name: str
+    ) -> None:
+        """Keep each env's spaces, refused here if the policies cannot handle them."""
+        self.observation_space = observation_space
+        self.action_space = action_space
+        check_observation_space(observation_space, env_name)
+        check_action_space(action_space, env_name)
 
     def _gymnasium_vector_env(
         self,
@@ -362,11 +368,8 @@ class VectorGymAgent(Agent):
         # Fails early, with our message, on an unknown id, a bad argument or a bad space:
         # before any env is stepped.
         probe = make_env(env_name, env_args=env_args, wrappers=wrappers)
-        self.observation_space = probe.observation_space
-        self.action_space = probe.action_space
+        self._set_spaces(probe.observation_space, probe.action_space, env_name)
         probe.close()
-        check_observation_space(self.observation_space, env_name)
-        check_action_space(self.action_space, env_name)
 
         if not self.autoreset:
             wrappers = (*wrappers, HoldAfterEpisodeEnd)
