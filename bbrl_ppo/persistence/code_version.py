@@ -43,7 +43,7 @@ def source_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
 def _running_code_versions() -> dict[str, str]:
     # Once per process: the code a process runs is loaded once, and parsing the
     # package's ~70 modules costs about a second, which every checkpoint of a short run
-    # used to pay again (5 of them were an eighth of a 100k-step CartPole run).
+    # used to pay again (5 of them in a 100k-step CartPole run).
     versions = {"bbrl_ppo source": source_fingerprint()}
     for package in LIBRARIES:
         versions[package] = importlib.metadata.version(package)
