@@ -40,6 +40,16 @@ adds up the wall time spent inside its evaluations and subtracts it from the wal
 checkpoints, ``save_best`` and the progress bar are off. Building the algorithm (envs,
 networks) is outside the timed part on both sides.
 
+After training (outside the timed part), each side also plays its final policy,
+deterministically, over ``--final-episodes`` episodes (100 by default, 0 for none) that
+start from the same states on both sides and for every seed: env ``i`` of that last
+evaluation is seeded ``FINAL_EVAL_SEED + i`` (both libraries reset gymnasium's envs the
+same way from a seed). The grid's evaluations cannot be compared that way: each side
+draws its evaluation episodes' start states in its own order (SB3's evaluation env also
+auto-resets at each episode end), so the two sides' last evaluations start from
+different states; on an env whose return depends much on its start state (Pendulum),
+that alone moves the mean. Column ``common final``: the mean return over those episodes.
+
 ``--whole-process`` times each side as a user runs it instead, from process start to exit
 (imports, env and network construction, logging and checkpoints included): ours is
 ``python -m bbrl_ppo train CONFIG algorithm.seed=S [algorithm.max_steps=N]`` with the config's
@@ -52,7 +62,8 @@ Columns: ``train s``, wall seconds of the whole budget less evaluations; ``steps
 steps over ``train s``; ``steps to target`` and ``train s to target``, at the first
 evaluation whose mean reaches the target; ``wall s incl. eval``, the whole ``run()`` /
 ``learn()``; ``final eval``, the last evaluation's mean; ``peak RSS``, the child's
-``ru_maxrss``. Env steps count real transitions on both sides (ours does not count the
+``ru_maxrss``; ``common final``, the final policy's mean return over the common
+start states above. Env steps count real transitions on both sides (ours does not count the
 reset-only step after an episode end). The ratio row is the median over seeds of the
 per-seed ratios ours / SB3 (below 1 is better for us, except steps/s). The differences
 between the two PPOs that remain with the same hyper-parameters are listed in BENCHMARKS.md.
@@ -90,6 +101,11 @@ RUN_DIR_EVALS_COLUMNS = (
     "reward_min",
     "reward_max",
 )
+
+
+#: Seed of env 0 of the final evaluation over common start states (env i: + i), far from
+#: both the training envs' seeds (seed + i) and the grid evaluations' (seed + 1,000,003 + i).
+FINAL_EVAL_SEED = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -271,6 +287,7 @@ def make_specs(case_name: str, args: argparse.Namespace, out: Path) -> list[dict
             max_steps = args.max_steps or case.max_steps
             overrides = [f"algorithm.seed={seed}", f"base_dir={run_dir.resolve()}"]
             overrides += [f"algorithm.max_steps={max_steps}"] if max_steps else []
+        common["final_episodes"] = 0 if args.whole_process else args.final_episodes
         specs.append(
             {
                 **common,
@@ -428,8 +445,25 @@ def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     clock = TrainingClock()
     algo.run()
     result = clock.result(algo.nb_steps)
+    result["final_common"] = our_common_final_returns(algo, spec.get("final_episodes", 0))
     algo.close()
     return result, {"bbrl_ppo": bbrl_ppo.__version__}
+
+
+def our_common_final_returns(algo: Any, episodes: int) -> list[float]:
+    """The final evaluation policy's returns over the common start states (none for 0)."""
+    if episodes <= 0:
+        return []
+    from bbrl.agents import Agents, TemporalAgent
+
+    from bbrl_ppo.algorithms.evaluation import play_episodes
+
+    env = algo.make_env_agent(episodes, autoreset=False, seed=FINAL_EVAL_SEED)
+    try:
+        returns = play_episodes(TemporalAgent(Agents(env, algo.current_eval_policy)))
+    finally:
+        env.close()
+    return [float(value) for value in returns]
 
 
 def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -450,17 +484,23 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     def make_envs(n_envs: int, seed: int) -> Any:
         return make_vec_env(spec["env_id"], n_envs, seed=seed, env_kwargs=spec["env_kwargs"])
 
-    train_env = make_envs(spec["n_envs"], spec["seed"])
-    eval_env = make_envs(spec["eval_envs"], spec["eval_seed"])
-    if spec["normalize"]:
-        train_env = VecNormalize(train_env, **spec["normalize"])
-        eval_env = VecNormalize(
-            eval_env,
+    def make_eval_envs(n_envs: int, seed: int) -> Any:
+        """Evaluation envs: with normalization, frozen statistics, synced before each use."""
+        envs = make_envs(n_envs, seed)
+        if not spec["normalize"]:
+            return envs
+        return VecNormalize(
+            envs,
             training=False,
             norm_obs=spec["normalize"]["norm_obs"],
             norm_reward=False,
             clip_obs=spec["normalize"]["clip_obs"],
         )
+
+    train_env = make_envs(spec["n_envs"], spec["seed"])
+    eval_env = make_eval_envs(spec["eval_envs"], spec["eval_seed"])
+    if spec["normalize"]:
+        train_env = VecNormalize(train_env, **spec["normalize"])
     ppo = {key: schedule(value) for key, value in spec["ppo"].items()}
     policy_kwargs = dict(spec["policy_kwargs"])
     if "activation_fn" in policy_kwargs:
@@ -512,6 +552,22 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     callback = TimedEvaluation() if spec.get("evaluate", True) else None
     model.learn(total_timesteps=spec["total_timesteps"], callback=callback)
     result = clock.result(model.num_timesteps)
+    result["final_common"] = []
+    episodes = spec.get("final_episodes", 0)
+    if episodes > 0:
+        # One episode per env, env i seeded FINAL_EVAL_SEED + i at its first reset.
+        final_env = make_eval_envs(episodes, FINAL_EVAL_SEED)
+        if spec["normalize"]:
+            sync_envs_normalization(train_env, final_env)
+        returns, _ = evaluate_policy(
+            model,
+            final_env,
+            n_eval_episodes=episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+        )
+        result["final_common"] = [float(value) for value in returns]
+        final_env.close()
     train_env.close()
     eval_env.close()
     return result, {"stable_baselines3": stable_baselines3.__version__}
@@ -688,6 +744,7 @@ def first_reaching(result: dict[str, Any], target: float) -> dict[str, float] | 
 
 def summarize(result: dict[str, Any], target: float) -> dict[str, float | None]:
     reached = first_reaching(result, target)
+    common = result.get("final_common")  # absent from results made before it existed
     return {
         "steps": result["steps"],
         "train_s": result["train_s"],
@@ -697,6 +754,7 @@ def summarize(result: dict[str, Any], target: float) -> dict[str, float | None]:
         "wall_s": result["wall_s"],
         "eval_s": result["eval_s"],
         "final_eval": result["evals"][-1]["mean"] if result["evals"] else None,
+        "common_final": statistics.fmean(common) if common else None,
         "peak_rss_mib": result["peak_rss_mib"],
     }
 
@@ -711,6 +769,7 @@ COLUMNS = [
     ("wall_s", "wall s incl. eval", "{:,.1f}", True),
     ("eval_s", "eval s", "{:,.1f}", False),  # depends on the episodes' lengths
     ("final_eval", "final eval", "{:,.1f}", False),
+    ("common_final", "common final", "{:,.1f}", False),  # same start states on both sides
     ("peak_rss_mib", "peak RSS MiB", "{:,.0f}", True),
 ]
 
@@ -814,6 +873,13 @@ def main() -> None:
         "--eval-interval", type=int, help="env steps (default: the case's, 2048 for most)"
     )
     parser.add_argument("--nb-evals", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument(
+        "--final-episodes",
+        type=int,
+        default=100,
+        help="episodes of the final policy from start states common to both sides and all "
+        "seeds, after training (0: none; not in --whole-process)",
+    )
     parser.add_argument(
         "--sb3-eval-envs",
         type=int,

@@ -139,6 +139,27 @@ def test_summary_reads_the_first_evaluation_that_reaches_the_target():
     assert compare_peers.summarize(result, target=600.0)["steps_to_target"] is None
 
 
+def test_the_common_final_evaluation_starts_both_sides_from_the_same_states():
+    """Ours and SB3's final-evaluation envs, seeded alike, start from identical states."""
+    pytest.importorskip("stable_baselines3")
+    from bbrl.workspace import Workspace
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from bbrl_ppo.agents.env import VectorGymAgent
+
+    seed, episodes = compare_peers.FINAL_EVAL_SEED, 6
+    ours = VectorGymAgent("Pendulum-v1", episodes, autoreset=False, seed=seed)
+    workspace = Workspace()
+    ours(workspace, t=0)
+    theirs = make_vec_env("Pendulum-v1", episodes, seed=seed)
+    start_states = theirs.reset()
+    assert workspace.get("env/env_obs", 0).numpy() == pytest.approx(start_states)
+    # Six different states: each env has a seed of its own.
+    assert len({tuple(row) for row in start_states.round(6).tolist()}) == episodes
+    ours.close()
+    theirs.close()
+
+
 @pytest.mark.slow
 def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
     pytest.importorskip("stable_baselines3")
@@ -153,6 +174,9 @@ def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
         assert result["torch_threads"] == 1
         assert len(result["evals"]) >= 2
         assert 0 < result["train_s"] < result["wall_s"]
+        # The default final evaluation: 100 episodes over the common start states.
+        assert len(result["final_common"]) == 100
+        assert all(1 <= value <= 500 for value in result["final_common"])
     report = subprocess.run(
         [*command, "--report"], capture_output=True, text=True, cwd=ROOT, check=True
     )
