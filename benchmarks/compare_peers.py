@@ -26,7 +26,9 @@ writes a JSON result: each is pinned with ``taskset`` to one core (the last one 
 ``MKL_NUM_THREADS=1`` and ``torch.set_num_threads(1)``. Runs go ours, SB3, ours, SB3 (seed
 by seed), so that drift of the machine's speed hits both sides alike. The SB3 side mirrors
 the YAML config argument by argument (printed before the runs) and never imports bbrl_ppo;
-ours never imports stable_baselines3.
+ours never imports stable_baselines3. Both step the same envs: SB3's are made with
+``render_mode=None`` (its ``make_vec_env`` would give them ``"rgb_array"``, which costs
+LunarLander up to 10x per step late in training: `sb3_env_kwargs`).
 
 How evaluation is kept out of training time, on both sides alike: after the first update
 past each multiple of ``eval_interval`` env steps (a fixed grid on both sides), ``nb_evals``
@@ -327,7 +329,7 @@ def describe_sb3(spec: dict[str, Any]) -> str:
         return repr(value)
 
     env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['n_envs']}, seed=SEED"
-    env += f", env_kwargs={spec['env_kwargs']!r})" if spec["env_kwargs"] else ")"
+    env += f", env_kwargs={sb3_env_kwargs(spec)!r})"
     lines = [f"  env = {env}"]
     if spec["normalize"]:
         lines.append(f"  env = VecNormalize(env, {show(spec['normalize'])[5:-1]})")
@@ -345,7 +347,7 @@ def describe_sb3(spec: dict[str, Any]) -> str:
         lines.append("      policy_kwargs=SB3's defaults (64x64 tanh pi and vf, ortho init, Adam),")
     lines.append(f"      seed=SEED, device='cpu').learn({spec['total_timesteps']:_})")
     eval_env = f"make_vec_env({spec['env_id']!r}, n_envs={spec['eval_envs']}, seed=SEED+"
-    eval_env += f"{spec['eval_seed'] - spec['seed']})"
+    eval_env += f"{spec['eval_seed'] - spec['seed']}, env_kwargs={sb3_env_kwargs(spec)!r})"
     if spec["normalize"]:
         eval_env = f"VecNormalize({eval_env}, training=False, norm_reward=False) synced"
     lines.append(
@@ -482,7 +484,7 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         return LinearSchedule(value["linear"], 0.0, 1.0) if isinstance(value, dict) else value
 
     def make_envs(n_envs: int, seed: int) -> Any:
-        return make_vec_env(spec["env_id"], n_envs, seed=seed, env_kwargs=spec["env_kwargs"])
+        return make_vec_env(spec["env_id"], n_envs, seed=seed, env_kwargs=sb3_env_kwargs(spec))
 
     def make_eval_envs(n_envs: int, seed: int) -> Any:
         """Evaluation envs: with normalization, frozen statistics, synced before each use."""
@@ -571,6 +573,19 @@ def train_sb3(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     train_env.close()
     eval_env.close()
     return result, {"stable_baselines3": stable_baselines3.__version__}
+
+
+def sb3_env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The env arguments of SB3's envs: ours, with no render mode unless ours set one.
+
+    SB3's `make_vec_env` makes its envs with ``render_mode="rgb_array"`` unless told
+    otherwise, and some envs do per-step work for rendering then: LunarLander adds a
+    Box2D body per engine firing (its flame particles), which only `render` ever removes,
+    so an episode that fires its engines for 1,000 steps piles up hundreds of them and
+    each physics step costs up to 10 times more. Our envs have no render mode: both
+    sides step the same env this way.
+    """
+    return {"render_mode": None, **spec["env_kwargs"]}
 
 
 def run_child(side: str, spec_path: Path) -> None:

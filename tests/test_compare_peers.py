@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -158,6 +159,27 @@ def test_the_common_final_evaluation_starts_both_sides_from_the_same_states():
     assert len({tuple(row) for row in start_states.round(6).tolist()}) == episodes
     ours.close()
     theirs.close()
+
+
+def test_sb3_side_steps_envs_without_render_work():
+    """SB3's make_vec_env would render-prepare LunarLander: a Box2D body per engine firing."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def particles_after_firing(env_kwargs: dict) -> int:
+        envs = make_vec_env("LunarLander-v3", 1, seed=0, env_kwargs=env_kwargs)
+        envs.reset()
+        for _ in range(10):
+            envs.step(np.array([2]))  # the main engine
+        count = len(envs.envs[0].unwrapped.particles)
+        envs.close()
+        return count
+
+    assert particles_after_firing({}) > 0  # SB3's default: render_mode="rgb_array"
+    assert particles_after_firing(compare_peers.sb3_env_kwargs({"env_kwargs": {}})) == 0
+    # A render mode the config asks for is kept.
+    spec = {"env_kwargs": {"render_mode": "rgb_array"}}
+    assert compare_peers.sb3_env_kwargs(spec)["render_mode"] == "rgb_array"
 
 
 @pytest.mark.slow
