@@ -928,6 +928,8 @@ def main() -> None:
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.final_episodes < 0:
+        parser.error(f"--final-episodes must be 0 (none) or more, got {args.final_episodes}")
     if args.child:
         os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         run_child(args.child, args.spec)

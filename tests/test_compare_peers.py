@@ -182,6 +182,14 @@ def test_sb3_side_steps_envs_without_render_work():
     assert compare_peers.sb3_env_kwargs(spec)["render_mode"] == "rgb_array"
 
 
+def test_a_negative_number_of_final_episodes_is_refused(tmp_path):
+    command = [sys.executable, str(SCRIPT), "--final-episodes", "-1", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert completed.returncode == 2
+    assert "--final-episodes must be 0 (none) or more, got -1" in completed.stderr
+    assert not any(tmp_path.iterdir())  # refused before any run started
+
+
 @pytest.mark.slow
 def test_tiny_comparison_runs_both_sides_and_reports(tmp_path):
     pytest.importorskip("stable_baselines3")
